@@ -1,0 +1,132 @@
+//! The command line: `livenessd <command>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::devseq::{DevSeqConfig, DevSequencer};
+
+/// livenessd: verifiable liveness records for an EigenLayer AVS, ordered by Zellular.
+#[derive(Debug, Parser)]
+#[command(name = "livenessd", version, about)]
+pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "LIVENESSD_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the embedded, Zellular-compatible dev sequencer.
+    Sequencer(SequencerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SequencerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:6001")]
+    pub listen: SocketAddr,
+    /// Directory for the log (SQLite), the operator keys and operators.json.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// URL clients use to reach this server (written to operators.json);
+    /// default http://<listen address>.
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Serve only these apps (repeatable); by default any app name is served.
+    #[arg(long = "app")]
+    pub apps: Vec<String>,
+    /// Number of BN254 operator keys that finalize batches (kept in the data dir).
+    #[arg(long, default_value_t = 3)]
+    pub operators: usize,
+    /// How many operators (the last ones) do not sign, to exercise non-signers.
+    #[arg(long, default_value_t = 0)]
+    pub nonsigners: usize,
+    /// Stake of each operator.
+    #[arg(long, default_value_t = 10)]
+    pub stake: u64,
+    /// Milliseconds between finalizations; 0 finalizes each batch on arrival.
+    #[arg(long, default_value_t = 100)]
+    pub finalize_interval_ms: u64,
+    /// Largest batch accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_batch_bytes: usize,
+}
+
+/// Parses the command line and runs it; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.log_json);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Sequencer(a) => run_sequencer(a).await,
+    }
+}
+
+/// Cancelled on SIGINT or SIGTERM.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+async fn run_sequencer(a: SequencerArgs) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    let addr = listener.local_addr()?;
+    let mut cfg = DevSeqConfig::new(&a.data_dir, a.public_url.unwrap_or_else(|| format!("http://{addr}")));
+    cfg.apps = a.apps;
+    cfg.operators = a.operators;
+    cfg.nonsigners = a.nonsigners;
+    cfg.stake = a.stake;
+    cfg.finalize_interval = Duration::from_millis(a.finalize_interval_ms);
+    cfg.max_batch_bytes = a.max_batch_bytes;
+    let seq = DevSequencer::open(cfg).await.context("cannot start the dev sequencer")?;
+    tracing::info!(
+        listen = %addr,
+        operators = %seq.operators_file().display(),
+        "dev sequencer ready"
+    );
+    seq.serve(listener, shutdown_token()).await?;
+    Ok(ExitCode::SUCCESS)
+}

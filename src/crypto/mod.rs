@@ -1,0 +1,3 @@
+//! Cryptography behind small boundaries: BN254 for Zellular finality signatures.
+
+pub mod bn254;
