@@ -228,6 +228,11 @@ impl OperatorSet {
         self.by_id.get(id).map(|&i| &self.operators[i])
     }
 
+    /// Σ keys of the operators with stake > 0 (the SDK's aggregated public key).
+    pub fn aggregate_key(&self) -> PublicKey {
+        PublicKey(self.aggregate.into_affine())
+    }
+
     pub fn total_stake(&self) -> f64 {
         self.total_stake
     }

@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests: vectors, in-process servers on loopback.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use livenessd::devseq::{DevSeqConfig, DevSequencer};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+pub fn vector(name: &str) -> Value {
+    let path = vectors_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn vector_text(name: &str) -> String {
+    std::fs::read_to_string(vectors_dir().join(name)).unwrap()
+}
+
+pub fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// Binds a loopback listener, reusing the address so a restarted server gets it back.
+pub fn bind(addr: SocketAddr) -> TcpListener {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_reuseaddr(true).unwrap();
+    sock.bind(addr).unwrap();
+    sock.listen(1024).unwrap()
+}
+
+pub fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A running in-process server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub stop: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+/// Serves an axum router on a loopback port.
+pub fn serve_router(router: axum::Router) -> Running {
+    let listener = bind(any_port());
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await
+            .unwrap();
+    });
+    Running {
+        addr,
+        url: format!("http://{addr}"),
+        stop,
+        task,
+    }
+}
+
+/// A dev sequencer config for tests: fast finalization, given data dir.
+pub fn devseq_config(dir: &Path) -> DevSeqConfig {
+    let mut cfg = DevSeqConfig::new(dir, "http://unset");
+    cfg.finalize_interval = Duration::from_millis(10);
+    cfg
+}
+
+/// Starts a dev sequencer at `addr` (port 0 for any).
+pub async fn start_devseq(mut cfg: DevSeqConfig, addr: SocketAddr) -> (DevSequencer, Running) {
+    let listener = bind(addr);
+    let addr = listener.local_addr().unwrap();
+    cfg.public_url = format!("http://{addr}");
+    let seq = DevSequencer::open(cfg).await.unwrap();
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let s2 = seq.clone();
+    let task = tokio::spawn(async move {
+        s2.serve(listener, token).await.unwrap();
+    });
+    (
+        seq,
+        Running {
+            addr,
+            url: format!("http://{addr}"),
+            stop,
+            task,
+        },
+    )
+}
