@@ -506,7 +506,11 @@ impl FinalizedStream {
                     tracing::error!(error = %e, "finalized stream stopped: gateway answer failed verification");
                     self.failed = Some(e.clone());
                 }
-                return Err(e);
+                // Batches verified before the failure are still good: hand them
+                // out first; the error comes after them.
+                if self.ready.is_empty() {
+                    return Err(e);
+                }
             }
         }
         Ok(())
