@@ -64,7 +64,10 @@ pub struct SequencerArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init(cli.log_json);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -94,8 +97,9 @@ pub fn shutdown_token() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -114,14 +118,19 @@ async fn run_sequencer(a: SequencerArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
-    let mut cfg = DevSeqConfig::new(&a.data_dir, a.public_url.unwrap_or_else(|| format!("http://{addr}")));
+    let mut cfg = DevSeqConfig::new(
+        &a.data_dir,
+        a.public_url.unwrap_or_else(|| format!("http://{addr}")),
+    );
     cfg.apps = a.apps;
     cfg.operators = a.operators;
     cfg.nonsigners = a.nonsigners;
     cfg.stake = a.stake;
     cfg.finalize_interval = Duration::from_millis(a.finalize_interval_ms);
     cfg.max_batch_bytes = a.max_batch_bytes;
-    let seq = DevSequencer::open(cfg).await.context("cannot start the dev sequencer")?;
+    let seq = DevSequencer::open(cfg)
+        .await
+        .context("cannot start the dev sequencer")?;
     tracing::info!(
         listen = %addr,
         operators = %seq.operators_file().display(),

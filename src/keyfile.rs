@@ -7,7 +7,10 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: permissions {mode:o} let other users read the key; run `chmod 600 {path}`")]
     Permissions { path: String, mode: u32 },
     #[error("{path}: {detail}")]

@@ -21,7 +21,10 @@ fn label_string(labels: &[(&str, &str)]) -> String {
         if i > 0 {
             s.push(',');
         }
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let v = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
         let _ = write!(s, "{k}=\"{v}\"");
     }
     s

@@ -61,11 +61,18 @@ async fn read_n(client: &Client, cursor: Cursor, ops: OperatorSource, n: usize) 
     let mut stream = client.finalized_stream(cursor, ops);
     let mut got = Vec::new();
     while got.len() < n {
-        let b = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap();
+        let b = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+            .unwrap();
         got.push(json!([b.index, b.timestamp, b.body]));
     }
     // Nothing more is finalized: the stream waits instead of yielding.
-    assert!(tokio::time::timeout(Duration::from_millis(200), stream.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), stream.next())
+            .await
+            .is_err()
+    );
     got
 }
 
@@ -73,8 +80,15 @@ async fn read_n(client: &Client, cursor: Cursor, ops: OperatorSource, n: usize) 
 async fn yields_what_the_sdk_yields_from_genesis() {
     let gw = example_gateway();
     let client = Client::new(config(&gw.url, "simple_app"));
-    let want = vector("zellular_bn254.json")["example_finalized_responses"]["sdk_yields_after_0"].clone();
-    let got = read_n(&client, Cursor::genesis(), example_set(), want.as_array().unwrap().len()).await;
+    let want =
+        vector("zellular_bn254.json")["example_finalized_responses"]["sdk_yields_after_0"].clone();
+    let got = read_n(
+        &client,
+        Cursor::genesis(),
+        example_set(),
+        want.as_array().unwrap().len(),
+    )
+    .await;
     assert_eq!(Value::Array(got), want);
 }
 
@@ -82,9 +96,19 @@ async fn yields_what_the_sdk_yields_from_genesis() {
 async fn resumes_from_an_index_alone_like_the_sdk() {
     let gw = example_gateway();
     let client = Client::new(config(&gw.url, "simple_app"));
-    let want = vector("zellular_bn254.json")["example_finalized_responses"]["sdk_yields_after_5"].clone();
-    let cursor = Cursor { index: 5, chaining_hash: None };
-    let got = read_n(&client, cursor, example_set(), want.as_array().unwrap().len()).await;
+    let want =
+        vector("zellular_bn254.json")["example_finalized_responses"]["sdk_yields_after_5"].clone();
+    let cursor = Cursor {
+        index: 5,
+        chaining_hash: None,
+    };
+    let got = read_n(
+        &client,
+        cursor,
+        example_set(),
+        want.as_array().unwrap().len(),
+    )
+    .await;
     assert_eq!(Value::Array(got), want);
 }
 
@@ -93,21 +117,42 @@ async fn resumes_exactly_at_a_sync_point() {
     // The SDK stalls here (sdk_resume_quirk); livenessd must not.
     let gw = example_gateway();
     let client = Client::new(config(&gw.url, "simple_app"));
-    let all = vector("zellular_bn254.json")["example_finalized_responses"]["sdk_yields_after_0"].clone();
+    let all =
+        vector("zellular_bn254.json")["example_finalized_responses"]["sdk_yields_after_0"].clone();
     let want: Vec<Value> = all.as_array().unwrap()[3..].to_vec();
-    let got = read_n(&client, Cursor { index: 3, chaining_hash: None }, example_set(), want.len()).await;
+    let got = read_n(
+        &client,
+        Cursor {
+            index: 3,
+            chaining_hash: None,
+        },
+        example_set(),
+        want.len(),
+    )
+    .await;
     assert_eq!(got, want);
     // With the chain known the gateway is asked after=3 directly: answer not in the
     // table, so the stream waits, and nothing is yielded wrongly.
-    let mut stream = client.finalized_stream(Cursor::at(3, "f6fa404dad515ffb416eea42a57ca8f7"), example_set());
-    assert!(tokio::time::timeout(Duration::from_millis(200), stream.next()).await.is_err());
+    let mut stream = client.finalized_stream(
+        Cursor::at(3, "f6fa404dad515ffb416eea42a57ca8f7"),
+        example_set(),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), stream.next())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn last_finalized_verifies() {
     let gw = example_gateway();
     let client = Client::new(config(&gw.url, "simple_app"));
-    let last = client.last_finalized(&example_set()).await.unwrap().unwrap();
+    let last = client
+        .last_finalized(&example_set())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(last.index, 12);
     assert_eq!(last.body, "日本語のバッチ");
 }
@@ -135,18 +180,28 @@ async fn reads_a_real_zsequencer_network() {
     for (i, g) in got.iter().enumerate() {
         assert_eq!(g[0].as_u64().unwrap(), i as u64 + 1);
     }
-    let last = client.last_finalized(&zsequencer_set()).await.unwrap().unwrap();
+    let last = client
+        .last_finalized(&zsequencer_set())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(last.index, 27);
 }
 
 #[tokio::test]
 async fn a_captured_answer_checked_against_the_wrong_operators_stops_the_stream() {
-    let answers = HashMap::from([(0, vector("zsequencer_responses/app_batches_finalized_after_0.json"))]);
+    let answers = HashMap::from([(
+        0,
+        vector("zsequencer_responses/app_batches_finalized_after_0.json"),
+    )]);
     let gw = table_gateway("simple_app", answers, Value::Null);
     let client = Client::new(config(&gw.url, "simple_app"));
     let mut stream = client.finalized_stream(Cursor::genesis(), example_set());
     let err = stream.next().await.unwrap_err();
-    assert!(matches!(err, StreamError::BadSignature { index: 3, .. }), "{err}");
+    assert!(
+        matches!(err, StreamError::BadSignature { index: 3, .. }),
+        "{err}"
+    );
     // The stream stays stopped: the same error again, nothing yielded.
     let again = stream.next().await.unwrap_err();
     assert_eq!(again.to_string(), err.to_string());

@@ -15,7 +15,9 @@ use axum::Router;
 use common::{any_port, devseq_config, serve_router, start_devseq, vector};
 use livenessd::crypto::bn254::SecretKey;
 use livenessd::zellular::operators::FinalityError;
-use livenessd::zellular::{Client, ClientConfig, Cursor, OperatorSet, OperatorSource, StreamError, SubmitError};
+use livenessd::zellular::{
+    Client, ClientConfig, Cursor, OperatorSet, OperatorSource, StreamError, SubmitError,
+};
 use serde_json::Value;
 
 fn config(urls: &[&str], app: &str) -> ClientConfig {
@@ -55,7 +57,10 @@ async fn thousands_of_batches_round_trip_in_order() {
     let mut seen: HashMap<usize, usize> = HashMap::new();
     let mut chain = String::new();
     for expected_index in 1..=N as u64 {
-        let b = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap();
+        let b = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(b.index, expected_index);
         chain = livenessd::zellular::chain::next(&chain, &b.body);
         assert_eq!(b.chaining_hash, chain);
@@ -88,28 +93,49 @@ async fn both_restart_mid_stream_and_the_client_resumes_without_gap_or_repeat() 
         got.push(stream.next().await.unwrap());
     }
     // The client stops (its cursor is what a replica would have persisted)...
-    let cursor = Cursor::at(got.last().unwrap().index, got.last().unwrap().chaining_hash.clone());
+    let cursor = Cursor::at(
+        got.last().unwrap().index,
+        got.last().unwrap().chaining_hash.clone(),
+    );
     drop(stream);
     // ...and the sequencer restarts on the same data dir and port.
     srv.shutdown().await;
     drop(seq);
     let (seq2, srv2) = start_devseq(devseq_config(dir.path()), addr).await;
-    assert_eq!(source_from_file(&seq2.operators_file()).at_tag(&Value::Null).await.unwrap().aggregate_key(),
-               ops.at_tag(&Value::Null).await.unwrap().aggregate_key(), "keys survive the restart");
+    assert_eq!(
+        source_from_file(&seq2.operators_file())
+            .at_tag(&Value::Null)
+            .await
+            .unwrap()
+            .aggregate_key(),
+        ops.at_tag(&Value::Null).await.unwrap().aggregate_key(),
+        "keys survive the restart"
+    );
     let client2 = Client::new(config(&[&srv2.url], "app"));
     for i in 500..800 {
         client2.submit(&format!("b{i}")).await.unwrap();
     }
     let mut stream = client2.finalized_stream(cursor, ops.clone());
     while got.len() < 800 {
-        got.push(tokio::time::timeout(Duration::from_secs(20), stream.next()).await.unwrap().unwrap());
+        got.push(
+            tokio::time::timeout(Duration::from_secs(20), stream.next())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     for (i, b) in got.iter().enumerate() {
         assert_eq!(b.index, i as u64 + 1);
         assert_eq!(b.body, format!("b{i}"));
     }
     // An index-only cursor (chain unknown) resumes the same way.
-    let mut stream = client2.finalized_stream(Cursor { index: 650, chaining_hash: None }, ops);
+    let mut stream = client2.finalized_stream(
+        Cursor {
+            index: 650,
+            chaining_hash: None,
+        },
+        ops,
+    );
     let b = stream.next().await.unwrap();
     assert_eq!((b.index, b.body.as_str()), (651, "b650"));
     assert_eq!(b.chaining_hash, got[650].chaining_hash);
@@ -132,7 +158,11 @@ async fn the_stream_rides_out_a_sequencer_outage() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_seq, srv) = start_devseq(devseq_config(dir.path()), addr).await;
     client.submit("after").await.unwrap();
-    let b = tokio::time::timeout(Duration::from_secs(20), reader).await.unwrap().unwrap().unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!((b.index, b.body.as_str()), (2, "after"));
     srv.shutdown().await;
 }
@@ -147,7 +177,8 @@ async fn fails_over_to_the_next_gateway() {
     drop(dead);
     let client = Client::new(config(&[&dead_url, &srv.url], "app"));
     client.submit("x").await.unwrap();
-    let mut stream = client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
+    let mut stream =
+        client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
     assert_eq!(stream.next().await.unwrap().body, "x");
     srv.shutdown().await;
 }
@@ -162,12 +193,21 @@ async fn submit_gives_a_clear_error_on_4xx_without_retrying() {
     let client = Client::new(config(&[&srv.url], "only"));
     let started = std::time::Instant::now();
     let err = client.submit(&"x".repeat(4096)).await.unwrap_err();
-    assert!(matches!(&err, SubmitError::Rejected(e) if e.to_string().contains("413")), "{err}");
-    let err = Client::new(config(&[&srv.url], "other")).submit("y").await.unwrap_err();
+    assert!(
+        matches!(&err, SubmitError::Rejected(e) if e.to_string().contains("413")),
+        "{err}"
+    );
+    let err = Client::new(config(&[&srv.url], "other"))
+        .submit("y")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("Invalid app name"), "{err}");
     let err = client.submit("").await.unwrap_err();
     assert!(matches!(err, SubmitError::Rejected(_)), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(2), "4xx must not be retried");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "4xx must not be retried"
+    );
     client.submit(&"x".repeat(1024)).await.unwrap();
     srv.shutdown().await;
 }
@@ -227,7 +267,10 @@ impl Proxy {
             http: reqwest::Client::new(),
         };
         let srv = serve_router(Router::new().fallback(forward).with_state(state));
-        Proxy { url: srv.url.clone(), _srv: srv }
+        Proxy {
+            url: srv.url.clone(),
+            _srv: srv,
+        }
     }
 }
 
@@ -245,7 +288,9 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let headers = req.headers().clone();
-    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 24).await.unwrap();
+    let body: Bytes = axum::body::to_bytes(req.into_body(), 1 << 24)
+        .await
+        .unwrap();
     let url = format!("{}{}", st.upstream, uri.path_and_query().unwrap());
     let mut r = st.http.request(method, &url).body(body);
     if let Some(ct) = headers.get("content-type") {
@@ -257,7 +302,11 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
     if !uri.path().ends_with("/batches/finalized") {
         return (status, text).into_response();
     }
-    let after: u64 = uri.query().and_then(|q| q.strip_prefix("after=")).and_then(|a| a.parse().ok()).unwrap_or(0);
+    let after: u64 = uri
+        .query()
+        .and_then(|q| q.strip_prefix("after="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
     let mut v: Value = serde_json::from_str(&text).unwrap();
     if v["data"].is_null() {
         return (status, text).into_response();
@@ -265,7 +314,13 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
     let data = &mut v["data"];
     match &st.tamper {
         Tamper::FailFirst(_) => {}
-        Tamper::Malformed => return (status, "{\"status\": \"success\", \"data\": {\"batches\": [").into_response(),
+        Tamper::Malformed => {
+            return (
+                status,
+                "{\"status\": \"success\", \"data\": {\"batches\": [",
+            )
+                .into_response()
+        }
         Tamper::Batch(i) => {
             if *i > after {
                 if let Some(b) = data["batches"].get_mut((*i - after - 1) as usize) {
@@ -287,7 +342,10 @@ async fn forward(State(st): State<ProxyState>, req: Request) -> Response {
         }
         Tamper::ExtraNonsigner(id) => {
             for sig in data["finalized_signatures"].as_array_mut().unwrap() {
-                sig["nonsigners"].as_array_mut().unwrap().push(Value::String(id.clone()));
+                sig["nonsigners"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(Value::String(id.clone()));
             }
         }
     }
@@ -308,17 +366,24 @@ async fn stream_through(tamper: Tamper, n: usize) -> (Vec<u64>, StreamError) {
     let mut cfg = config(&[&proxy.url], "app");
     cfg.max_attempts = 3;
     let client = Client::new(cfg);
-    let mut stream = client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
+    let mut stream =
+        client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
     let mut ok = Vec::new();
     let err = loop {
-        match tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+        {
             Ok(b) => ok.push(b.index),
             Err(e) => break e,
         }
     };
     // A fatal error sticks; a transient one may be retried by the caller.
     if err.is_fatal() {
-        assert_eq!(stream.next().await.unwrap_err().to_string(), err.to_string());
+        assert_eq!(
+            stream.next().await.unwrap_err().to_string(),
+            err.to_string()
+        );
     }
     srv.shutdown().await;
     (ok, err)
@@ -327,8 +392,15 @@ async fn stream_through(tamper: Tamper, n: usize) -> (Vec<u64>, StreamError) {
 #[tokio::test]
 async fn a_tampered_batch_stops_the_stream_at_its_index() {
     let (ok, err) = stream_through(Tamper::Batch(5), 8).await;
-    assert_eq!(ok, vec![1, 2, 3, 4], "nothing at or after the tampered batch is yielded");
-    assert!(matches!(err, StreamError::ChainMismatch { index: 5, .. }), "{err}");
+    assert_eq!(
+        ok,
+        vec![1, 2, 3, 4],
+        "nothing at or after the tampered batch is yielded"
+    );
+    assert!(
+        matches!(err, StreamError::ChainMismatch { index: 5, .. }),
+        "{err}"
+    );
     assert!(err.is_fatal());
     assert!(err.to_string().contains("index 5"));
 }
@@ -337,7 +409,10 @@ async fn a_tampered_batch_stops_the_stream_at_its_index() {
 async fn a_wrong_chaining_hash_stops_the_stream() {
     let (ok, err) = stream_through(Tamper::SyncChain(3), 6).await;
     assert_eq!(ok, vec![1, 2]);
-    assert!(matches!(err, StreamError::ChainMismatch { index: 3, .. }), "{err}");
+    assert!(
+        matches!(err, StreamError::ChainMismatch { index: 3, .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -345,7 +420,13 @@ async fn a_forged_signature_stops_the_stream() {
     let (ok, err) = stream_through(Tamper::ForgeSignature(4), 6).await;
     assert_eq!(ok, vec![1, 2, 3]);
     assert!(
-        matches!(err, StreamError::BadSignature { index: 4, source: FinalityError::Invalid }),
+        matches!(
+            err,
+            StreamError::BadSignature {
+                index: 4,
+                source: FinalityError::Invalid
+            }
+        ),
         "{err}"
     );
 }
@@ -368,10 +449,17 @@ async fn nonsigners_over_the_threshold_stop_the_stream() {
     let (seq, srv) = start_devseq(cfg, any_port()).await;
     let client = Client::new(config(&[&srv.url], "app"));
     client.submit("x").await.unwrap();
-    let mut stream = client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
+    let mut stream =
+        client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
     let err = stream.next().await.unwrap_err();
     assert!(
-        matches!(err, StreamError::BadSignature { index: 1, source: FinalityError::QuorumNotMet { .. } }),
+        matches!(
+            err,
+            StreamError::BadSignature {
+                index: 1,
+                source: FinalityError::QuorumNotMet { .. }
+            }
+        ),
         "{err}"
     );
     srv.shutdown().await;
@@ -383,7 +471,8 @@ async fn nonsigners_over_the_threshold_stop_the_stream() {
     let (seq, srv) = start_devseq(cfg, any_port()).await;
     let client = Client::new(config(&[&srv.url], "app"));
     client.submit("y").await.unwrap();
-    let mut stream = client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
+    let mut stream =
+        client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
     assert_eq!(stream.next().await.unwrap().body, "y");
     srv.shutdown().await;
 }
@@ -394,15 +483,28 @@ async fn a_gateway_that_adds_nonsigners_is_caught() {
     let mut cfg = devseq_config(dir.path());
     cfg.operators = 4;
     let (seq, srv) = start_devseq(cfg, any_port()).await;
-    let set = source_from_file(&seq.operators_file()).at_tag(&Value::Null).await.unwrap();
+    let set = source_from_file(&seq.operators_file())
+        .at_tag(&Value::Null)
+        .await
+        .unwrap();
     let victim = set.operators()[0].id.clone();
     let client = Client::new(config(&[&srv.url], "app"));
     client.submit("x").await.unwrap();
     let proxy = Proxy::start(&srv.url, Tamper::ExtraNonsigner(victim));
     let client = Client::new(config(&[&proxy.url], "app"));
-    let mut stream = client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
+    let mut stream =
+        client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
     let err = stream.next().await.unwrap_err();
-    assert!(matches!(err, StreamError::BadSignature { index: 1, source: FinalityError::Invalid }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StreamError::BadSignature {
+                index: 1,
+                source: FinalityError::Invalid
+            }
+        ),
+        "{err}"
+    );
     srv.shutdown().await;
 }
 
@@ -417,16 +519,52 @@ async fn reference_shapes_and_status_codes() {
     let get = |path: &str| http.get(format!("{}{path}", srv.url)).send();
     let check = |resp: reqwest::Response, file: &'static str| async move {
         let index: Value = vector("zsequencer_responses/index.json");
-        let entry = index.as_array().unwrap().iter().find(|e| e["file"] == file).unwrap().clone();
-        assert_eq!(resp.status().as_u16() as u64, entry["http_status"].as_u64().unwrap(), "{file}");
+        let entry = index
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["file"] == file)
+            .unwrap()
+            .clone();
+        assert_eq!(
+            resp.status().as_u16() as u64,
+            entry["http_status"].as_u64().unwrap(),
+            "{file}"
+        );
         let body: Value = resp.json().await.unwrap();
-        assert_eq!(body, vector(&format!("zsequencer_responses/{file}")), "{file}");
+        assert_eq!(
+            body,
+            vector(&format!("zsequencer_responses/{file}")),
+            "{file}"
+        );
     };
-    check(get("/node/no_such_app/batches/finalized?after=0").await.unwrap(), "error_unknown_app.json").await;
-    check(get("/node/simple_app/batches/finalized?after=-1").await.unwrap(), "error_negative_after.json").await;
-    check(get("/node/simple_app/batches/sequenced/last").await.unwrap(), "error_bad_state_last.json").await;
     check(
-        http.get(format!("{}/node/state", srv.url)).header("Version", "v0.0.0").send().await.unwrap(),
+        get("/node/no_such_app/batches/finalized?after=0")
+            .await
+            .unwrap(),
+        "error_unknown_app.json",
+    )
+    .await;
+    check(
+        get("/node/simple_app/batches/finalized?after=-1")
+            .await
+            .unwrap(),
+        "error_negative_after.json",
+    )
+    .await;
+    check(
+        get("/node/simple_app/batches/sequenced/last")
+            .await
+            .unwrap(),
+        "error_bad_state_last.json",
+    )
+    .await;
+    check(
+        http.get(format!("{}/node/state", srv.url))
+            .header("Version", "v0.0.0")
+            .send()
+            .await
+            .unwrap(),
         "error_wrong_version_header.json",
     )
     .await;
@@ -438,12 +576,28 @@ async fn reference_shapes_and_status_codes() {
         .await
         .unwrap();
     check(put, "put_app_batch.json").await;
-    check(get("/node/simple_app/batches/finalized?after=5").await.unwrap(), "app_batches_finalized_after_27_empty.json").await;
+    check(
+        get("/node/simple_app/batches/finalized?after=5")
+            .await
+            .unwrap(),
+        "app_batches_finalized_after_27_empty.json",
+    )
+    .await;
     // Same keys as the reference's state answer.
     let state: Value = get("/node/state").await.unwrap().json().await.unwrap();
     let reference = vector("zsequencer_responses/node_state.json");
-    let keys = |v: &Value| v["data"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let keys = |v: &Value| {
+        v["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
     assert_eq!(keys(&state), keys(&reference));
-    assert_eq!(state["data"]["apps"]["simple_app"]["last_sequenced_index"], 1);
+    assert_eq!(
+        state["data"]["apps"]["simple_app"]["last_sequenced_index"],
+        1
+    );
     srv.shutdown().await;
 }

@@ -26,7 +26,12 @@ fn chaining_hash_vectors() {
     for b in batches {
         let batch = s(&b["batch"]);
         assert_eq!(hex_decode(s(&b["batch_utf8_hex"])), batch.as_bytes());
-        assert_eq!(chain::xxh128_hex(batch.as_bytes()), s(&b["batch_hash"]), "batch {}", b["index"]);
+        assert_eq!(
+            chain::xxh128_hex(batch.as_bytes()),
+            s(&b["batch_hash"]),
+            "batch {}",
+            b["index"]
+        );
         prev = chain::next(&prev, batch);
         assert_eq!(prev, s(&b["chaining_hash"]), "chain at {}", b["index"]);
     }
@@ -39,7 +44,12 @@ fn bn() -> Value {
 }
 
 fn key_by_name<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["keys"].as_array().unwrap().iter().find(|k| k["name"] == name).unwrap()
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap()
 }
 
 fn xy(v: &Value, field: &str) -> [String; 2] {
@@ -57,10 +67,15 @@ fn bn254_keys() {
     for k in v["keys"].as_array().unwrap() {
         let sk = SecretKey::from_hex(s(&k["sk_hex"])).unwrap();
         assert_eq!(
-            BigUint::parse_bytes(sk.to_hex().as_bytes(), 16).unwrap().to_string(),
+            BigUint::parse_bytes(sk.to_hex().as_bytes(), 16)
+                .unwrap()
+                .to_string(),
             s(&k["sk_dec"])
         );
-        assert_eq!(bn254::g1_to_string(&sk.public_key_g1()), s(&k["pubkey_g1_str"]));
+        assert_eq!(
+            bn254::g1_to_string(&sk.public_key_g1()),
+            s(&k["pubkey_g1_str"])
+        );
         let pk = sk.public_key_g2();
         assert_eq!(pk.to_mcl_string(), s(&k["pubkey_g2_str"]), "{}", k["name"]);
         let (x, y) = pk.to_xy();
@@ -81,7 +96,10 @@ fn bn254_key_parse_quirk() {
         let got = BigUint::parse_bytes(sk.to_hex().as_bytes(), 16).unwrap();
         let want = BigUint::parse_bytes(s(&c["sk_effective_hex"]).as_bytes(), 16).unwrap();
         assert_eq!(got, want, "{}", c["sk_hex_input"]);
-        assert_eq!(bn254::g1_to_string(&sk.public_key_g1()), s(&c["pubkey_g1_str"]));
+        assert_eq!(
+            bn254::g1_to_string(&sk.public_key_g1()),
+            s(&c["pubkey_g1_str"])
+        );
         let (x, y) = sk.public_key_g2().to_xy();
         assert_eq!(x, xy(c, "pubkeyG2_X"));
         assert_eq!(y, xy(c, "pubkeyG2_Y"));
@@ -96,21 +114,37 @@ fn bn254_map_to_curve() {
     let v = bn();
     for c in v["map_to_curve"].as_array().unwrap() {
         let p = hash_to_g1(&hex_decode(s(&c["input_hex"])));
-        assert_eq!(bn254::g1_to_string(&p), s(&c["point_str"]), "input {}", c["input_hex"]);
+        assert_eq!(
+            bn254::g1_to_string(&p),
+            s(&c["point_str"]),
+            "input {}",
+            c["input_hex"]
+        );
     }
     let col = &v["map_to_curve_collision"];
     let (m1, m2) = (s(&col["m1_utf8"]), s(&col["m2_utf8"]));
-    assert_eq!(bn254::g1_to_string(&hash_to_g1(m1.as_bytes())), s(&col["point_str"]));
+    assert_eq!(
+        bn254::g1_to_string(&hash_to_g1(m1.as_bytes())),
+        s(&col["point_str"])
+    );
     assert_eq!(hash_to_g1(m1.as_bytes()), hash_to_g1(m2.as_bytes()));
     let k = key_by_name(&v, s(&col["key"]));
     let sk = SecretKey::from_hex(s(&k["sk_hex"])).unwrap();
     let sig = sk.sign(m1.as_bytes());
     assert_eq!(sig.to_string(), s(&col["signature_over_m1"]));
-    assert_eq!(bn254::verify(&pk_of(k).0, m2.as_bytes(), &sig), col["verifies_for_m2"].as_bool().unwrap());
+    assert_eq!(
+        bn254::verify(&pk_of(k).0, m2.as_bytes(), &sig),
+        col["verifies_for_m2"].as_bool().unwrap()
+    );
 }
 
 fn message<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["messages"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap()
 }
 
 #[test]
@@ -128,15 +162,24 @@ fn finality_messages() {
         };
         assert_eq!(msg.to_json(), s(&m["json"]), "{}", m["name"]);
         assert_eq!(msg.signed_bytes(), s(&m["xxh128"]));
-        assert_eq!(msg.signed_bytes().as_bytes(), hex_decode(s(&m["signed_bytes_hex"])));
-        assert_eq!(bn254::g1_to_string(&hash_to_g1(msg.signed_bytes().as_bytes())), s(&m["map_to_curve_str"]));
+        assert_eq!(
+            msg.signed_bytes().as_bytes(),
+            hex_decode(s(&m["signed_bytes_hex"]))
+        );
+        assert_eq!(
+            bn254::g1_to_string(&hash_to_g1(msg.signed_bytes().as_bytes())),
+            s(&m["map_to_curve_str"])
+        );
     }
 }
 
 #[test]
 fn python_json_escapes() {
     let mut out = String::new();
-    livenessd::zellular::finality::push_py_json_str(&mut out, "a\"\\\n\r\t\u{8}\u{c}\u{1}\u{7f}é😀");
+    livenessd::zellular::finality::push_py_json_str(
+        &mut out,
+        "a\"\\\n\r\t\u{8}\u{c}\u{1}\u{7f}é😀",
+    );
     assert_eq!(out, r#""a\"\\\n\r\t\b\f\u0001\u007f\u00e9\ud83d\ude00""#);
 }
 
@@ -167,7 +210,12 @@ fn operator_set(v: &Value, name: &str) -> OperatorSet {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| serde_json::from_value::<OperatorJson>(o.clone()).unwrap().to_operator().unwrap())
+        .map(|o| {
+            serde_json::from_value::<OperatorJson>(o.clone())
+                .unwrap()
+                .to_operator()
+                .unwrap()
+        })
         .collect();
     OperatorSet::new(ops, set["threshold_percent"].as_f64().unwrap()).unwrap()
 }
@@ -177,7 +225,11 @@ fn operator_sets_aggregate_keys() {
     let v = bn();
     for (name, set) in v["operator_sets"].as_object().unwrap() {
         let os = operator_set(&v, name);
-        assert_eq!(os.aggregate_key().to_mcl_string(), s(&set["aggregated_pubkey_g2_str"]), "{name}");
+        assert_eq!(
+            os.aggregate_key().to_mcl_string(),
+            s(&set["aggregated_pubkey_g2_str"]),
+            "{name}"
+        );
         assert_eq!(os.total_stake(), set["total_stake"].as_f64().unwrap());
     }
 }
@@ -192,12 +244,25 @@ fn verify_cases() {
         let nonsigners: Vec<String> = serde_json::from_value(c["nonsigners"].clone()).unwrap();
         let res = set.verify(s(&c["message_json"]), s(&c["signature"]), &nonsigners);
         let expected = c["expected"].as_bool().unwrap();
-        assert_eq!(res.is_ok(), expected, "{}: {} ({res:?})", c["name"], c["reason"]);
-        if expected { pos += 1 } else { neg += 1 }
+        assert_eq!(
+            res.is_ok(),
+            expected,
+            "{}: {} ({res:?})",
+            c["name"],
+            c["reason"]
+        );
+        if expected {
+            pos += 1
+        } else {
+            neg += 1
+        }
         // The aggregate is the sum of the individual signatures.
         if let Some(parts) = c["signer_signatures"].as_object() {
             if let Ok(agg) = Signature::parse(s(&c["signature"])) {
-                let sigs: Vec<Signature> = parts.values().map(|p| Signature::parse(s(p)).unwrap()).collect();
+                let sigs: Vec<Signature> = parts
+                    .values()
+                    .map(|p| Signature::parse(s(p)).unwrap())
+                    .collect();
                 if expected {
                     assert_eq!(Signature::aggregate(&sigs), agg, "{}", c["name"]);
                 }
@@ -214,7 +279,12 @@ fn signature_parse_cases() {
     let m = message(&v, "m1");
     for c in v["signature_parse_cases"]["cases"].as_array().unwrap() {
         let res = set.verify(s(&m["json"]), s(&c["signature"]), &["0xd4".to_owned()]);
-        assert_eq!(res.is_ok(), c["expected"].as_bool().unwrap(), "{}", c["name"]);
+        assert_eq!(
+            res.is_ok(),
+            c["expected"].as_bool().unwrap(),
+            "{}",
+            c["name"]
+        );
     }
     // Canonical output is the "1 x y" form.
     let canonical = s(&v["signature_parse_cases"]["cases"][0]["signature"]);
@@ -225,7 +295,16 @@ fn signature_parse_cases() {
 #[test]
 fn bad_signature_strings_are_errors_not_panics() {
     for bad in [
-        "", " ", "1", "1 2", "5 1 2", "x", "1 -1 2", "1 0x1 2", "2", "4 1 2",
+        "",
+        " ",
+        "1",
+        "1 2",
+        "5 1 2",
+        "x",
+        "1 -1 2",
+        "1 0x1 2",
+        "2",
+        "4 1 2",
         "1 21888242871839275222246405745257275088696311157297823662689037894645226208583 2",
         "1 1 3",
     ] {

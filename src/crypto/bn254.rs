@@ -78,7 +78,8 @@ pub fn parse_fq(s: &str) -> Result<Fq, Bn254Error> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Bn254Error::NotDecimal(truncate(s)));
     }
-    let v = BigUint::parse_bytes(s.as_bytes(), 10).ok_or_else(|| Bn254Error::NotDecimal(truncate(s)))?;
+    let v = BigUint::parse_bytes(s.as_bytes(), 10)
+        .ok_or_else(|| Bn254Error::NotDecimal(truncate(s)))?;
     if &v >= p_biguint() {
         return Err(Bn254Error::NotReduced);
     }
@@ -109,8 +110,7 @@ pub fn hash_to_g1(msg: &[u8]) -> G1Affine {
 }
 
 fn fields(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| c == ' ' || c == '\t' || c == '\n' || c == '\r')
-        .filter(|t| !t.is_empty())
+    s.split([' ', '\t', '\n', '\r']).filter(|t| !t.is_empty())
 }
 
 impl Signature {
@@ -209,10 +209,7 @@ impl PublicKey {
     /// `(pubkeyG2_X, pubkeyG2_Y)` as decimal strings, subgraph order.
     pub fn to_xy(&self) -> ([String; 2], [String; 2]) {
         match self.0.xy() {
-            None => (
-                ["0".into(), "0".into()],
-                ["0".into(), "0".into()],
-            ),
+            None => (["0".into(), "0".into()], ["0".into(), "0".into()]),
             Some((x, y)) => (
                 [fq_to_dec(&x.c1), fq_to_dec(&x.c0)],
                 [fq_to_dec(&y.c1), fq_to_dec(&y.c0)],

@@ -99,7 +99,10 @@ pub enum DevSeqError {
     #[error("{0}")]
     Config(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,10 +148,11 @@ fn load_or_create_keys(dir: &Path, wanted: usize) -> Result<Vec<DevKey>, DevSeqE
     let path = dir.join(KEYS_FILE);
     let keys: Vec<SecretKey> = if path.exists() {
         let text = keyfile::read_secret(&path)?;
-        let f: KeysFile = serde_json::from_str(&text).map_err(|e| keyfile::KeyFileError::Invalid {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
+        let f: KeysFile =
+            serde_json::from_str(&text).map_err(|e| keyfile::KeyFileError::Invalid {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
         let keys = f
             .keys
             .iter()
@@ -235,12 +239,16 @@ impl DevSequencer {
         let set = OperatorSet::new(operators, cfg.threshold_percent)
             .map_err(|e| DevSeqError::Config(e.to_string()))?;
         let signers = &keys[..keys.len() - cfg.nonsigners];
-        let nonsigner_ids: Vec<String> = keys[keys.len() - cfg.nonsigners..].iter().map(|k| k.id.clone()).collect();
+        let nonsigner_ids: Vec<String> = keys[keys.len() - cfg.nonsigners..]
+            .iter()
+            .map(|k| k.id.clone())
+            .collect();
         if let Err(e) = set.check_quorum(&nonsigner_ids) {
             tracing::warn!(error = %e, "the configured non-signers exceed the threshold: clients will reject every finality signature");
         }
         let ops_path = dir.join(OPERATORS_FILE);
-        let ops_json = serde_json::to_string_pretty(&Value::Object(set.to_json_map())).expect("operators serialise");
+        let ops_json = serde_json::to_string_pretty(&Value::Object(set.to_json_map()))
+            .expect("operators serialise");
         std::fs::write(&ops_path, ops_json + "\n").map_err(|source| DevSeqError::Io {
             path: ops_path.display().to_string(),
             source,
@@ -288,12 +296,18 @@ impl DevSequencer {
     pub fn router(&self) -> Router {
         let limit = self.inner.cfg.max_batch_bytes;
         Router::new()
-            .route("/node/{app}/batches", put(put_batch).layer(DefaultBodyLimit::max(limit)))
+            .route(
+                "/node/{app}/batches",
+                put(put_batch).layer(DefaultBodyLimit::max(limit)),
+            )
             .route("/node/{app}/batches/{state}", get(get_batches))
             .route("/node/{app}/batches/{state}/last", get(get_last))
             .route("/node/batches/{state}/last", get(get_all_last))
             .route("/node/state", get(get_state))
-            .route("/node/ready", get(|| async { Json(json!({"status": true})) }))
+            .route(
+                "/node/ready",
+                get(|| async { Json(json!({"status": true})) }),
+            )
             .layer(middleware::from_fn(check_version))
             .route("/health", get(|| async { "ok" }))
             .route("/metrics", get(|| async { metrics::render() }))
@@ -301,7 +315,11 @@ impl DevSequencer {
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, finalizing in the background.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
         let finalizer = (!self.inner.cfg.finalize_interval.is_zero()).then(|| {
             let seq = self.clone();
             let stop = shutdown.clone();
@@ -392,7 +410,10 @@ impl DevSequencer {
             return Ok(Some(a.clone()));
         }
         if !self.inner.cfg.apps.is_empty() || !valid_app_name(name) {
-            return Err(ApiError::bad_request("InvalidRequestError", "Invalid app name."));
+            return Err(ApiError::bad_request(
+                "InvalidRequestError",
+                "Invalid app name.",
+            ));
         }
         if !create {
             return Ok(None);
@@ -441,13 +462,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"status": "error", "error": {"code": self.code, "message": self.message}});
+        let body =
+            json!({"status": "error", "error": {"code": self.code, "message": self.message}});
         (self.status, Json(body)).into_response()
     }
 }
 
 fn success<T: Serialize>(data: T) -> Response {
-    Json(json!({"status": "success", "message": "Operation successful", "data": data})).into_response()
+    Json(json!({"status": "success", "message": "Operation successful", "data": data}))
+        .into_response()
 }
 
 async fn check_version(headers: HeaderMap, req: Request, next: Next) -> Response {
@@ -471,16 +494,27 @@ async fn put_batch(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|rej| {
         let status = rej.status();
-        let reason = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "body" };
+        let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "body"
+        };
         metrics::inc("devseq_rejected_total", &[("reason", reason)]);
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!("Batch is larger than {} bytes.", seq.inner.cfg.max_batch_bytes)
+            format!(
+                "Batch is larger than {} bytes.",
+                seq.inner.cfg.max_batch_bytes
+            )
         } else {
             format!("Invalid batch: {}", rej.body_text())
         };
         ApiError {
             status,
-            code: if status == StatusCode::PAYLOAD_TOO_LARGE { "BatchTooLargeError" } else { "InvalidRequestError" },
+            code: if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "BatchTooLargeError"
+            } else {
+                "InvalidRequestError"
+            },
             message,
         }
     })?;
@@ -505,31 +539,33 @@ async fn put_batch(
     head.last_chain = chain;
     metrics::inc("devseq_batches_total", &[]);
     if seq.inner.cfg.finalize_interval.is_zero() {
-        seq.finalize_head(&mut head).await.map_err(ApiError::internal)?;
+        seq.finalize_head(&mut head)
+            .await
+            .map_err(ApiError::internal)?;
     } else {
         seq.inner.arrived.notify_one();
     }
     drop(head);
-    Ok(Json(json!({"status": "success", "message": "The batch is received successfully.", "data": {}})).into_response())
+    Ok(Json(
+        json!({"status": "success", "message": "The batch is received successfully.", "data": {}}),
+    )
+    .into_response())
 }
 
-/// `after`, validated the way zsequencer's FastAPI layer does (422 with `detail`).
-fn parse_after(q: &HashMap<String, String>) -> Result<u64, Response> {
-    let Some(raw) = q.get("after") else { return Ok(0) };
+/// `after`, validated the way zsequencer's FastAPI layer does; the error is the
+/// `detail` of its 422 answer.
+fn parse_after(q: &HashMap<String, String>) -> Result<u64, Value> {
+    let Some(raw) = q.get("after") else {
+        return Ok(0);
+    };
     match raw.parse::<i64>() {
         Ok(v) if v >= 0 => Ok(v as u64),
-        Ok(_) => Err((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"detail": [{"type": "greater_than_equal", "loc": ["query", "after"],
-                "msg": "Input should be greater than or equal to 0", "input": raw, "ctx": {"ge": 0}}]})),
-        )
-            .into_response()),
-        Err(_) => Err((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"detail": [{"type": "int_parsing", "loc": ["query", "after"],
-                "msg": "Input should be a valid integer, unable to parse string as an integer", "input": raw}]})),
-        )
-            .into_response()),
+        Ok(_) => Err(
+            json!([{"type": "greater_than_equal", "loc": ["query", "after"],
+            "msg": "Input should be greater than or equal to 0", "input": raw, "ctx": {"ge": 0}}]),
+        ),
+        Err(_) => Err(json!([{"type": "int_parsing", "loc": ["query", "after"],
+            "msg": "Input should be a valid integer, unable to parse string as an integer", "input": raw}])),
     }
 }
 
@@ -551,9 +587,13 @@ async fn get_batches(
 ) -> Result<Response, ApiError> {
     let after = match parse_after(&q) {
         Ok(a) => a,
-        Err(resp) => {
+        Err(detail) => {
             metrics::inc("devseq_rejected_total", &[("reason", "after")]);
-            return Ok(resp);
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "detail": detail })),
+            )
+                .into_response());
         }
     };
     let Some(app_log) = seq.app(&app, false).await? else {
@@ -569,7 +609,13 @@ async fn get_batches(
     let cfg = &seq.inner.cfg;
     let store = &seq.inner.store;
     let rows = store
-        .range(&app, after, upto, cfg.max_response_batches, cfg.max_response_bytes)
+        .range(
+            &app,
+            after,
+            upto,
+            cfg.max_response_batches,
+            cfg.max_response_bytes,
+        )
         .await
         .map_err(ApiError::internal)?;
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
@@ -588,7 +634,11 @@ async fn get_batches(
     Ok(success(data))
 }
 
-async fn last_of(seq: &DevSequencer, app_log: &Mutex<AppHead>, state: &str) -> Result<Option<StatefulBatch>, ApiError> {
+async fn last_of(
+    seq: &DevSequencer,
+    app_log: &Mutex<AppHead>,
+    state: &str,
+) -> Result<Option<StatefulBatch>, ApiError> {
     let (app, index) = {
         let head = app_log.lock().await;
         if state != "finalized" && state != "locked" {
@@ -604,9 +654,14 @@ async fn last_of(seq: &DevSequencer, app_log: &Mutex<AppHead>, state: &str) -> R
     }
     let store = &seq.inner.store;
     let batch = store.batch(&app, index).await.map_err(ApiError::internal)?;
-    let fin = store.finalizations(&app, index, index).await.map_err(ApiError::internal)?;
+    let fin = store
+        .finalizations(&app, index, index)
+        .await
+        .map_err(ApiError::internal)?;
     let (Some(batch), Some(fin)) = (batch, fin.into_iter().next()) else {
-        return Err(ApiError::internal(format!("{app}: finalized batch {index} missing from the log")));
+        return Err(ApiError::internal(format!(
+            "{app}: finalized batch {index} missing from the log"
+        )));
     };
     Ok(Some(StatefulBatch {
         app_name: app,
@@ -636,7 +691,10 @@ async fn get_last(
     Ok(success(last_of(&seq, &app_log, &state).await?))
 }
 
-async fn get_all_last(State(seq): State<DevSequencer>, UrlPath(state): UrlPath<String>) -> Result<Response, ApiError> {
+async fn get_all_last(
+    State(seq): State<DevSequencer>,
+    UrlPath(state): UrlPath<String>,
+) -> Result<Response, ApiError> {
     let apps: Vec<_> = seq
         .inner
         .apps
@@ -648,7 +706,10 @@ async fn get_all_last(State(seq): State<DevSequencer>, UrlPath(state): UrlPath<S
     let mut out = serde_json::Map::new();
     for (name, log) in apps {
         if let Some(last) = last_of(&seq, &log, &state).await? {
-            out.insert(name, serde_json::to_value(last).map_err(ApiError::internal)?);
+            out.insert(
+                name,
+                serde_json::to_value(last).map_err(ApiError::internal)?,
+            );
         }
     }
     Ok(success(out))
@@ -664,7 +725,10 @@ async fn get_state(State(seq): State<DevSequencer>) -> Response {
             last_locked_index: h.last_finalized_index,
             last_finalized_index: h.last_finalized_index,
         };
-        app_states.insert(h.app.clone(), serde_json::to_value(st).unwrap_or(Value::Null));
+        app_states.insert(
+            h.app.clone(),
+            serde_json::to_value(st).unwrap_or(Value::Null),
+        );
     }
     let id = &seq.inner.node_id;
     let (x, y) = seq

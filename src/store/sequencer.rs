@@ -94,7 +94,14 @@ impl SequencerStore {
     }
 
     /// Appends one batch (the caller serialises appends per app).
-    pub async fn append(&self, app: &str, index: u64, body: &str, chain: &str, received_at: i64) -> Result<(), StoreError> {
+    pub async fn append(
+        &self,
+        app: &str,
+        index: u64,
+        body: &str,
+        chain: &str,
+        received_at: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO batches (app, idx, body, chaining_hash, received_at) VALUES (?, ?, ?, ?, ?)")
             .bind(app)
             .bind(idx(index))
@@ -107,7 +114,8 @@ impl SequencerStore {
     }
 
     pub async fn finalize(&self, app: &str, f: &Finalization) -> Result<(), StoreError> {
-        let nonsigners = serde_json::to_string(&f.nonsigners).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let nonsigners =
+            serde_json::to_string(&f.nonsigners).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "INSERT INTO finalizations (app, idx, parent_index, chaining_hash, timestamp, signature, nonsigners, tag)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -127,7 +135,14 @@ impl SequencerStore {
 
     /// Batches `after+1 ..= upto`, at most `max_count` and about `max_bytes` of bodies
     /// (always at least one when any is in range).
-    pub async fn range(&self, app: &str, after: u64, upto: u64, max_count: u32, max_bytes: usize) -> Result<Vec<StoredBatch>, StoreError> {
+    pub async fn range(
+        &self,
+        app: &str,
+        after: u64,
+        upto: u64,
+        max_count: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredBatch>, StoreError> {
         let rows = sqlx::query(
             "SELECT idx, body, chaining_hash FROM batches
              WHERE app = ? AND idx > ? AND idx <= ? ORDER BY idx LIMIT ?",
@@ -157,11 +172,19 @@ impl SequencerStore {
 
     /// One batch.
     pub async fn batch(&self, app: &str, index: u64) -> Result<Option<StoredBatch>, StoreError> {
-        Ok(self.range(app, index.saturating_sub(1), index, 1, usize::MAX).await?.pop())
+        Ok(self
+            .range(app, index.saturating_sub(1), index, 1, usize::MAX)
+            .await?
+            .pop())
     }
 
     /// Finalizations with `lo <= idx <= hi`, ascending.
-    pub async fn finalizations(&self, app: &str, lo: u64, hi: u64) -> Result<Vec<Finalization>, StoreError> {
+    pub async fn finalizations(
+        &self,
+        app: &str,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<Finalization>, StoreError> {
         let rows = sqlx::query(
             "SELECT idx, parent_index, chaining_hash, timestamp, signature, nonsigners, tag
              FROM finalizations WHERE app = ? AND idx >= ? AND idx <= ? ORDER BY idx",
@@ -180,7 +203,8 @@ impl SequencerStore {
                     chaining_hash: r.get(2),
                     timestamp: r.get(3),
                     signature: r.get(4),
-                    nonsigners: serde_json::from_str(&ns).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    nonsigners: serde_json::from_str(&ns)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     tag: r.get::<i64, _>(6) as u64,
                 })
             })

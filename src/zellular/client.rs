@@ -42,7 +42,10 @@ impl ClientConfig {
     pub fn new(app: impl Into<String>, gateways: Vec<String>) -> Self {
         ClientConfig {
             app: app.into(),
-            gateways: gateways.into_iter().map(|g| g.trim_end_matches('/').to_owned()).collect(),
+            gateways: gateways
+                .into_iter()
+                .map(|g| g.trim_end_matches('/').to_owned())
+                .collect(),
             request_timeout: Duration::from_secs(10),
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
@@ -89,7 +92,9 @@ impl RequestError {
 pub enum StreamError {
     #[error("gateway unavailable: {0}")]
     Request(#[from] RequestError),
-    #[error("chaining hash mismatch at index {index}: recomputed {computed}, gateway says {claimed}")]
+    #[error(
+        "chaining hash mismatch at index {index}: recomputed {computed}, gateway says {claimed}"
+    )]
     ChainMismatch {
         index: u64,
         computed: String,
@@ -99,7 +104,9 @@ pub enum StreamError {
     BadSignature { index: u64, source: FinalityError },
     #[error("operator set for index {index} unavailable: {detail}")]
     OperatorSet { index: u64, detail: String },
-    #[error("gateway sent {bytes} bytes of batches after index {index} with no finality signature")]
+    #[error(
+        "gateway sent {bytes} bytes of batches after index {index} with no finality signature"
+    )]
     Unproven { index: u64, bytes: usize },
 }
 
@@ -241,7 +248,11 @@ impl Client {
 
     /// Runs `op` against the current gateway, failing over and backing off on
     /// transient errors, up to `max_attempts`.
-    async fn with_retries<T, F, Fut>(&self, what: &'static str, mut op: F) -> Result<T, RequestError>
+    async fn with_retries<T, F, Fut>(
+        &self,
+        what: &'static str,
+        mut op: F,
+    ) -> Result<T, RequestError>
     where
         F: FnMut(String) -> Fut,
         Fut: std::future::Future<Output = Result<T, RequestError>>,
@@ -271,7 +282,11 @@ impl Client {
     }
 
     /// Reads a response body up to `max_response_bytes`.
-    async fn read_body(&self, gw: &str, mut resp: reqwest::Response) -> Result<Vec<u8>, RequestError> {
+    async fn read_body(
+        &self,
+        gw: &str,
+        mut resp: reqwest::Response,
+    ) -> Result<Vec<u8>, RequestError> {
         let limit = self.inner.cfg.max_response_bytes;
         let transport = |e: reqwest::Error| RequestError::Transport {
             gateway: gw.to_owned(),
@@ -297,7 +312,11 @@ impl Client {
     }
 
     /// Sends a request and decodes the Zellular envelope's `data`.
-    async fn call<T: DeserializeOwned>(&self, gw: &str, req: reqwest::RequestBuilder) -> Result<Option<T>, RequestError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        gw: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<Option<T>, RequestError> {
         let resp = req.send().await.map_err(|e| RequestError::Transport {
             gateway: gw.to_owned(),
             detail: e.to_string(),
@@ -311,10 +330,11 @@ impl Client {
                 message: error_message(&body),
             });
         }
-        let env: Envelope<T> = serde_json::from_slice(&body).map_err(|e| RequestError::Malformed {
-            gateway: gw.to_owned(),
-            detail: e.to_string(),
-        })?;
+        let env: Envelope<T> =
+            serde_json::from_slice(&body).map_err(|e| RequestError::Malformed {
+                gateway: gw.to_owned(),
+                detail: e.to_string(),
+            })?;
         if env.status != "success" {
             return Err(RequestError::Malformed {
                 gateway: gw.to_owned(),
@@ -349,7 +369,10 @@ impl Client {
     }
 
     /// `GET /node/{app}/batches/finalized?after=N` (one answer, no verification).
-    pub async fn fetch_finalized(&self, after: u64) -> Result<Option<FinalizedBatches>, RequestError> {
+    pub async fn fetch_finalized(
+        &self,
+        after: u64,
+    ) -> Result<Option<FinalizedBatches>, RequestError> {
         let app = &self.inner.cfg.app;
         self.with_retries("finalized", |gw| {
             let req = self
@@ -363,17 +386,27 @@ impl Client {
     }
 
     /// `GET /node/{app}/batches/finalized/last`, its finality signature verified.
-    pub async fn last_finalized(&self, operators: &OperatorSource) -> Result<Option<StatefulBatch>, StreamError> {
+    pub async fn last_finalized(
+        &self,
+        operators: &OperatorSource,
+    ) -> Result<Option<StatefulBatch>, StreamError> {
         let app = &self.inner.cfg.app;
         let last = self
             .with_retries("last", |gw| {
-                let req = self.inner.http.get(format!("{gw}/node/{app}/batches/finalized/last"));
+                let req = self
+                    .inner
+                    .http
+                    .get(format!("{gw}/node/{app}/batches/finalized/last"));
                 async move { self.call::<StatefulBatch>(&gw, req).await }
             })
             .await?;
         let Some(last) = last else { return Ok(None) };
         let set = operators
-            .at_tag(last.finalized_tag.as_ref().unwrap_or(&serde_json::Value::Null))
+            .at_tag(
+                last.finalized_tag
+                    .as_ref()
+                    .unwrap_or(&serde_json::Value::Null),
+            )
             .await
             .map_err(|e| StreamError::OperatorSet {
                 index: last.index,
@@ -488,7 +521,11 @@ impl FinalizedStream {
             };
             // Resuming from an index alone: ask one earlier and take
             // `first_chaining_hash` as chain_N, as the SDK does.
-            let after = if chain_known.is_some() { last_known } else { last_known - 1 };
+            let after = if chain_known.is_some() {
+                last_known
+            } else {
+                last_known - 1
+            };
             let data = self.client.fetch_finalized(after).await?;
             let Some(data) = data.filter(|d| !d.batches.is_empty()) else {
                 tokio::time::sleep(self.poll_delay).await;
@@ -518,7 +555,12 @@ impl FinalizedStream {
 
     /// Chains the answer's batches onto `pending`, then verifies every sync point in
     /// range and moves the batches it covers to `ready`.
-    async fn absorb(&mut self, after: u64, chain_known: Option<String>, data: FinalizedBatches) -> Result<(), StreamError> {
+    async fn absorb(
+        &mut self,
+        after: u64,
+        chain_known: Option<String>,
+        data: FinalizedBatches,
+    ) -> Result<(), StreamError> {
         let mut batches = data.batches.into_iter();
         let mut idx = after;
         let chain_known_given = chain_known.is_some();
@@ -565,10 +607,14 @@ impl FinalizedStream {
                     claimed: sig.chaining_hash,
                 });
             }
-            let set = self.operators.at_tag(&sig.tag).await.map_err(|e| StreamError::OperatorSet {
-                index: sig.index,
-                detail: e.to_string(),
-            })?;
+            let set =
+                self.operators
+                    .at_tag(&sig.tag)
+                    .await
+                    .map_err(|e| StreamError::OperatorSet {
+                        index: sig.index,
+                        detail: e.to_string(),
+                    })?;
             let msg = FinalityMessage {
                 app_name: &app,
                 chaining_hash: computed,

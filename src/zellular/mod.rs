@@ -7,5 +7,7 @@ pub mod finality;
 pub mod operators;
 pub mod wire;
 
-pub use client::{Client, ClientConfig, Cursor, FinalizedBatch, FinalizedStream, StreamError, SubmitError};
+pub use client::{
+    Client, ClientConfig, Cursor, FinalizedBatch, FinalizedStream, StreamError, SubmitError,
+};
 pub use operators::{Operator, OperatorSet, OperatorSource, DEFAULT_THRESHOLD_PERCENT};

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ark_ec::CurveGroup;
 use ark_bn254::G2Projective;
+use ark_ec::CurveGroup;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -82,8 +82,9 @@ fn value_to_decimal(v: &Value) -> Option<String> {
         Value::String(s) => {
             let s = s.trim();
             match s.strip_prefix("0x") {
-                Some(hex) => num_bigint::BigUint::parse_bytes(hex.as_bytes(), 16)
-                    .map(|b| b.to_str_radix(10)),
+                Some(hex) => {
+                    num_bigint::BigUint::parse_bytes(hex.as_bytes(), 16).map(|b| b.to_str_radix(10))
+                }
                 None => Some(s.to_owned()),
             }
         }
@@ -117,10 +118,15 @@ impl OperatorJson {
             source,
         };
         let dec = |v: &Value| value_to_decimal(v).ok_or(Bn254Error::NotDecimal(v.to_string()));
-        let x = [dec(&self.pubkey_g2_x[0]).map_err(bad)?, dec(&self.pubkey_g2_x[1]).map_err(bad)?];
-        let y = [dec(&self.pubkey_g2_y[0]).map_err(bad)?, dec(&self.pubkey_g2_y[1]).map_err(bad)?];
-        let public_key =
-            PublicKey::from_xy([&x[0], &x[1]], [&y[0], &y[1]]).map_err(bad)?;
+        let x = [
+            dec(&self.pubkey_g2_x[0]).map_err(bad)?,
+            dec(&self.pubkey_g2_x[1]).map_err(bad)?,
+        ];
+        let y = [
+            dec(&self.pubkey_g2_y[0]).map_err(bad)?,
+            dec(&self.pubkey_g2_y[1]).map_err(bad)?,
+        ];
+        let public_key = PublicKey::from_xy([&x[0], &x[1]], [&y[0], &y[1]]).map_err(bad)?;
         Ok(Operator {
             id: self.id.clone(),
             socket: self.socket.clone(),
@@ -176,7 +182,12 @@ impl OperatorSet {
         if total_stake <= 0.0 {
             return Err(OperatorSetError::ZeroStake);
         }
-        let aggregate = bn254::sum_keys(operators.iter().filter(|o| o.stake > 0.0).map(|o| &o.public_key));
+        let aggregate = bn254::sum_keys(
+            operators
+                .iter()
+                .filter(|o| o.stake > 0.0)
+                .map(|o| &o.public_key),
+        );
         Ok(OperatorSet {
             operators,
             by_id,
@@ -190,7 +201,10 @@ impl OperatorSet {
     pub fn from_json(text: &str, threshold_percent: f64) -> Result<Self, OperatorSetError> {
         let v: Value = serde_json::from_str(text)?;
         let v = match v {
-            Value::Object(mut m) if m.get("operators").is_some_and(|o| o.is_array() || o.is_object()) => {
+            Value::Object(mut m)
+                if m.get("operators")
+                    .is_some_and(|o| o.is_array() || o.is_object()) =>
+            {
                 m.remove("operators").unwrap_or_default()
             }
             v => v,
@@ -215,7 +229,10 @@ impl OperatorSet {
             .iter()
             .map(|op| {
                 let j = OperatorJson::from_operator(op);
-                (op.id.clone(), serde_json::to_value(j).unwrap_or(Value::Null))
+                (
+                    op.id.clone(),
+                    serde_json::to_value(j).unwrap_or(Value::Null),
+                )
             })
             .collect()
     }
@@ -244,7 +261,11 @@ impl OperatorSet {
     /// The stake rule alone: `100·stake(nonsigners)/total ≤ 100 − threshold`
     /// (listed ids that are not operators are ignored; duplicates count twice).
     pub fn check_quorum(&self, nonsigners: &[String]) -> Result<(), FinalityError> {
-        let ns: f64 = nonsigners.iter().filter_map(|id| self.get(id)).map(|o| o.stake).sum();
+        let ns: f64 = nonsigners
+            .iter()
+            .filter_map(|id| self.get(id))
+            .map(|o| o.stake)
+            .sum();
         let pct = 100.0 * ns / self.total_stake;
         let allowed = 100.0 - self.threshold_percent;
         if pct > allowed {
@@ -257,7 +278,12 @@ impl OperatorSet {
     }
 
     /// `zellular`'s `Network.verify_signature(message, signature, nonsigners)`.
-    pub fn verify(&self, message_json: &str, signature: &str, nonsigners: &[String]) -> Result<(), FinalityError> {
+    pub fn verify(
+        &self,
+        message_json: &str,
+        signature: &str,
+        nonsigners: &[String],
+    ) -> Result<(), FinalityError> {
         self.check_quorum(nonsigners)?;
         let sig = Signature::parse(signature)?;
         let mut apk = self.aggregate;
@@ -300,7 +326,10 @@ impl OperatorSource {
     pub async fn at_tag(&self, tag: &Value) -> Result<Arc<OperatorSet>, SourceError> {
         match self {
             OperatorSource::Static(s) => Ok(s.clone()),
-            OperatorSource::Subgraph(g) => g.operators(super::wire::tag_block(tag).filter(|&b| b > 0)).await,
+            OperatorSource::Subgraph(g) => {
+                g.operators(super::wire::tag_block(tag).filter(|&b| b > 0))
+                    .await
+            }
         }
     }
 }
@@ -362,7 +391,8 @@ impl Subgraph {
                 body: body.chars().take(200).collect(),
             });
         }
-        let v: Value = serde_json::from_str(&body).map_err(|e| SourceError::Malformed(e.to_string()))?;
+        let v: Value =
+            serde_json::from_str(&body).map_err(|e| SourceError::Malformed(e.to_string()))?;
         if let Some(errs) = v.get("errors") {
             return Err(SourceError::Malformed(format!("GraphQL errors: {errs}")));
         }
@@ -376,7 +406,10 @@ impl Subgraph {
         let data = self.query("{ _meta { block { number } } }").await?;
         let n = data
             .pointer("/_meta/block/number")
-            .and_then(|n| n.as_u64().or_else(|| n.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|n| {
+                n.as_u64()
+                    .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
+            })
             .ok_or_else(|| SourceError::Malformed("no _meta.block.number".into()))?;
         Ok(n.saturating_sub(TAG_LAG_BLOCKS))
     }
@@ -388,11 +421,14 @@ impl Subgraph {
                 return Ok(s.clone());
             }
         }
-        let filter = block.map(|b| format!("(block: {{ number: {b} }})")).unwrap_or_default();
+        let filter = block
+            .map(|b| format!("(block: {{ number: {b} }})"))
+            .unwrap_or_default();
         let q = format!("{{ operators{filter} {{ id socket stake pubkeyG2_X pubkeyG2_Y }} }}");
         let data = self.query(&q).await?;
-        let list: Vec<OperatorJson> = serde_json::from_value(data.get("operators").cloned().unwrap_or(Value::Null))
-            .map_err(|e| SourceError::Malformed(format!("operators: {e}")))?;
+        let list: Vec<OperatorJson> =
+            serde_json::from_value(data.get("operators").cloned().unwrap_or(Value::Null))
+                .map_err(|e| SourceError::Malformed(format!("operators: {e}")))?;
         let ops = list
             .iter()
             .map(|o| {
@@ -401,13 +437,20 @@ impl Subgraph {
                     id: o.id.clone(),
                     stake: wei.clone(),
                 })?;
-                let stake = if self.uncapped.iter().any(|u| u == &o.id) { stake } else { stake.min(1.0) };
+                let stake = if self.uncapped.iter().any(|u| u == &o.id) {
+                    stake
+                } else {
+                    stake.min(1.0)
+                };
                 o.to_operator_with_stake(stake)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let set = Arc::new(OperatorSet::new(ops, self.threshold_percent)?);
         if let Some(b) = block {
-            self.cache.lock().expect("cache lock").insert(b, set.clone());
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .insert(b, set.clone());
         }
         Ok(set)
     }
