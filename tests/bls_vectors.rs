@@ -1,0 +1,194 @@
+//! BLS12-381 PopSchemeMPL vectors from blspy (cross-checked with py_ecc).
+
+mod common;
+
+use common::{s, vector};
+use livenessd::crypto::bls::{verify_batch, BatchItem, PublicKey, SecretKey, Signature};
+use serde_json::Value;
+
+fn key<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap()
+}
+
+fn text<'a>(v: &'a Value, name: &str) -> &'a str {
+    s(&v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap()["text"])
+}
+
+fn pk(v: &Value, name: &str) -> PublicKey {
+    PublicKey::from_hex(s(&key(v, name)["pk"])).unwrap()
+}
+
+#[test]
+fn keys_and_proofs_of_possession() {
+    let v = vector("bls12381_pop.json");
+    for k in v["keys"].as_array().unwrap() {
+        let sk = SecretKey::from_hex(s(&k["sk"])).unwrap();
+        assert_eq!(sk.to_hex(), s(&k["sk"]));
+        assert_eq!(sk.public_key().to_hex(), s(&k["pk"]), "{}", k["name"]);
+        assert_eq!(
+            sk.prove_possession().to_hex(),
+            s(&k["pop"]),
+            "{}",
+            k["name"]
+        );
+        let pop = Signature::from_hex(s(&k["pop"])).unwrap();
+        assert!(PublicKey::from_hex(s(&k["pk"])).unwrap().verify_pop(&pop));
+    }
+    // gen1..gen3 come from key_gen(bytes([i]) * 32).
+    for i in 1..=3u8 {
+        let sk = SecretKey::key_gen(&[i; 32]).unwrap();
+        assert_eq!(sk.to_hex(), s(&key(&v, &format!("gen{i}"))["sk"]));
+    }
+    let agg = &v["example_aggregate_pk"];
+    let keys: Vec<PublicKey> = agg["of"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| pk(&v, s(n)))
+        .collect();
+    assert_eq!(PublicKey::aggregate(&keys).unwrap().to_hex(), s(&agg["pk"]));
+}
+
+#[test]
+fn signatures() {
+    let v = vector("bls12381_pop.json");
+    for c in v["signatures"].as_array().unwrap() {
+        let msg = text(&v, s(&c["message"]));
+        let k = key(&v, s(&c["key"]));
+        let valid = c["valid"].as_bool().unwrap();
+        if valid {
+            let sk = SecretKey::from_hex(s(&k["sk"])).unwrap();
+            assert_eq!(sk.sign(msg.as_bytes()).to_hex(), s(&c["signature"]));
+        }
+        let ok = Signature::from_hex(s(&c["signature"]))
+            .map(|sig| sig.verify(&pk(&v, s(&c["key"])), msg.as_bytes()))
+            .unwrap_or(false);
+        assert_eq!(ok, valid, "{} / {}", c["key"], c["message"]);
+    }
+}
+
+#[test]
+fn aggregates_minus_nonsigners() {
+    let v = vector("bls12381_pop.json");
+    for c in v["aggregates"].as_array().unwrap() {
+        let msg = text(&v, s(&c["message"]));
+        let nonsigners: Vec<&str> = c["nonsigners"].as_array().unwrap().iter().map(s).collect();
+        let all: Vec<PublicKey> = c["public_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| pk(&v, s(n)))
+            .collect();
+        assert_eq!(
+            PublicKey::aggregate(&all).unwrap().to_hex(),
+            s(&c["aggregate_pk_all"])
+        );
+        // The verification key: every configured key but the listed non-signers'.
+        let verifying: Vec<PublicKey> = c["public_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(s)
+            .filter(|n| !nonsigners.contains(n))
+            .map(|n| pk(&v, n))
+            .collect();
+        let apk = PublicKey::aggregate(&verifying).unwrap();
+        assert_eq!(apk.to_hex(), s(&c["verification_pk"]), "{}", c["name"]);
+        let sig = Signature::from_hex(s(&c["aggregate_signature"])).unwrap();
+        assert_eq!(
+            sig.verify(&apk, msg.as_bytes()),
+            c["expected"].as_bool().unwrap(),
+            "{}",
+            c["name"]
+        );
+    }
+}
+
+#[test]
+fn negative_cases() {
+    let v = vector("bls12381_pop.json");
+    for c in v["negative_cases"].as_array().unwrap() {
+        assert_eq!(c["expected"], false);
+        let name = s(&c["name"]);
+        let encoded = c.get("signature").or(c.get("pop")).unwrap();
+        let sig = match Signature::from_hex(s(encoded)) {
+            Ok(sig) => sig,
+            Err(_) => {
+                assert_ne!(c["decodes"], true, "{name}: decodes in blspy");
+                continue;
+            }
+        };
+        let pk = pk(&v, s(&c["key"]));
+        let ok = if c.get("pop").is_some() {
+            pk.verify_pop(&sig)
+        } else {
+            let msg = c
+                .get("message_text")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| text(&v, s(&c["message"])).to_owned());
+            sig.verify(&pk, msg.as_bytes())
+        };
+        assert!(!ok, "{name} must be rejected");
+    }
+}
+
+#[test]
+fn batch_verification_finds_a_bad_item() {
+    let keys: Vec<SecretKey> = (1..=4u8)
+        .map(|i| SecretKey::key_gen(&[i; 32]).unwrap())
+        .collect();
+    let msgs: Vec<String> = (0..8)
+        .map(|i| format!("Address: 0x{i}, State: down, Timestamp: {i}"))
+        .collect();
+    let apk =
+        PublicKey::aggregate(&keys.iter().map(|k| k.public_key()).collect::<Vec<_>>()).unwrap();
+    let mut sigs: Vec<Signature> = msgs
+        .iter()
+        .map(|m| {
+            Signature::aggregate(
+                &keys
+                    .iter()
+                    .map(|k| k.sign(m.as_bytes()))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let items = |sigs: &[Signature]| -> bool {
+        let it: Vec<BatchItem> = msgs
+            .iter()
+            .zip(sigs)
+            .map(|(m, s)| BatchItem {
+                msg: m.as_bytes(),
+                pk: &apk,
+                sig: s,
+            })
+            .collect();
+        verify_batch(&it)
+    };
+    assert!(items(&sigs));
+    sigs.swap(2, 3);
+    assert!(!items(&sigs));
+    assert!(verify_batch(&[]));
+}
+
+#[test]
+fn malformed_encodings_are_errors() {
+    assert!(PublicKey::from_hex("zz").is_err());
+    assert!(PublicKey::from_hex(&"00".repeat(48)).is_err());
+    // The compressed identity (0xc0...) is refused as a public key.
+    assert!(PublicKey::from_hex(&format!("c0{}", "00".repeat(47))).is_err());
+    assert!(Signature::from_hex(&"ff".repeat(96)).is_err());
+    assert!(SecretKey::from_hex("12").is_err());
+}
