@@ -12,20 +12,73 @@ use tokio_util::sync::CancellationToken;
 use crate::devseq::{DevSeqConfig, DevSequencer};
 
 /// livenessd: verifiable liveness records for an EigenLayer AVS, ordered by Zellular.
+///
+/// Without a command, runs a node: `livenessd --config node.toml --role operator`.
 #[derive(Debug, Parser)]
-#[command(name = "livenessd", version, about)]
+#[command(
+    name = "livenessd",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "LIVENESSD_LOG_JSON")]
     pub log_json: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// What a node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Probe, attest, replicate, answer.
+    Operator,
+    /// All of that, and gather quorum proofs of state changes and post them.
+    Aggregator,
+}
+
+/// Running a node.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's configuration file (see node.toml.example).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// operator, or aggregator (operator + aggregator task).
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+    /// Same as --role aggregator.
+    #[arg(long)]
+    pub aggregator: bool,
+    /// Overrides node_id.
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Overrides listen.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Overrides database.
+    #[arg(long)]
+    pub database: Option<PathBuf>,
+    /// Overrides bls_key_file.
+    #[arg(long)]
+    pub bls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the embedded, Zellular-compatible dev sequencer.
     Sequencer(SequencerArgs),
+    /// Create a BLS key file (mode 0600); print its public key and proof of possession.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key (must not exist).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -85,8 +138,40 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Sequencer(a) => run_sequencer(a).await,
+        Some(Command::Sequencer(a)) => run_sequencer(a).await,
+        Some(Command::Keygen(a)) => keygen(a),
+        None => run_node(cli.node).await,
     }
+}
+
+fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let sk = crate::crypto::bls::SecretKey::generate();
+    crate::keyfile::write_secret(&a.out, &(sk.to_hex() + "\n"))?;
+    let out = serde_json::json!({
+        "key_file": a.out.display().to_string(),
+        "pubkey": sk.public_key().to_hex(),
+        "pop": sk.prove_possession().to_hex(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_node(a: NodeArgs) -> anyhow::Result<ExitCode> {
+    let overrides = crate::config::CliOverrides {
+        node_id: a.node_id,
+        listen: a.listen,
+        database: a.database,
+        bls_key_file: a.bls_key_file,
+        aggregator: (a.aggregator || a.role == Some(Role::Aggregator)).then_some(true),
+    };
+    let cfg = crate::config::NodeConfig::load(a.config.as_deref(), &overrides)
+        .context("configuration")?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let node = crate::node::Node::open(cfg).await?;
+    node.run(listener, shutdown_token()).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Cancelled on SIGINT or SIGTERM.

@@ -6,16 +6,32 @@
 //! - [`zellular`]: the chaining hash, finality messages, operator sets (static or
 //!   EigenLayer subgraph), and the client: submit, and the verified finalized stream.
 //! - [`devseq`]: `livenessd sequencer`, the embedded Zellular-compatible dev sequencer.
+//! - [`config`]: node configuration (figment layers, validation).
+//! - [`crypto::bls`]: BLS12-381 PoP signatures (blst) for attestations and proofs.
+//! - [`events`]: downtime events, the monitoring-node set, quorum verification.
+//! - [`prober`]: concurrent HTTP/TCP probes with flap damping.
+//! - [`signer`]: the only holder of the BLS secret key.
+//! - [`replicator`]: finalized batches → verified events → the replica.
+//! - [`answers`]: downtime, interval table, epoch summaries from the replica.
+//! - [`http`]: the node's HTTP API; [`node`]: wiring and supervision.
 //! - [`store`]: SQLite persistence; the only module that issues SQL.
 //! - [`keyfile`]: secret key files with safe permissions.
 //! - [`metrics`]: counters for every rejected input, served at `/metrics`.
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::main`].
 
+pub mod answers;
 pub mod cli;
+pub mod config;
 pub mod crypto;
 pub mod devseq;
+pub mod events;
+pub mod http;
 pub mod keyfile;
 pub mod metrics;
+pub mod node;
+pub mod prober;
+pub mod replicator;
+pub mod signer;
 pub mod store;
 pub mod telemetry;
 pub mod zellular;

@@ -1,5 +1,6 @@
 //! SQLite persistence. The only module that issues SQL.
 
+pub mod node;
 pub mod sequencer;
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! chaining hash recomputed and every finality signature verified.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -444,7 +444,17 @@ impl Client {
             ready: VecDeque::new(),
             failed: None,
             poll_delay: self.inner.cfg.poll_min,
+            caught_up: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Moves to the next gateway (after a gateway failed verification, say).
+    pub fn rotate_gateway(&self) {
+        let (i, _) = match self.gateway() {
+            Ok(g) => g,
+            Err(_) => return,
+        };
+        self.fail_over(i);
     }
 }
 
@@ -482,9 +492,18 @@ pub struct FinalizedStream {
     /// Set by an integrity failure; returned again on every later call.
     failed: Option<StreamError>,
     poll_delay: Duration,
+    /// True while the gateway has nothing new for us (we are at its head).
+    caught_up: Arc<AtomicBool>,
 }
 
 impl FinalizedStream {
+    /// Shares `flag` as the caught-up indicator: set while the gateway has nothing
+    /// new, cleared as soon as it does.
+    pub fn with_caught_up_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.caught_up = flag;
+        self
+    }
+
     /// The position up to which batches have been handed out or are ready.
     pub fn verified_index(&self) -> u64 {
         self.verified_index
@@ -528,11 +547,14 @@ impl FinalizedStream {
             };
             let data = self.client.fetch_finalized(after).await?;
             let Some(data) = data.filter(|d| !d.batches.is_empty()) else {
+                self.caught_up
+                    .store(self.pending.is_empty(), Ordering::Relaxed);
                 tokio::time::sleep(self.poll_delay).await;
                 self.poll_delay = (self.poll_delay * 2).min(self.client.inner.cfg.poll_max);
                 continue;
             };
             self.poll_delay = self.client.inner.cfg.poll_min;
+            self.caught_up.store(false, Ordering::Relaxed);
             if let Err(e) = self.absorb(after, chain_known, data).await {
                 // Start over from the last verified index: the sync points that
                 // cover what was pending will come again with the batches.

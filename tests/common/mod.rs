@@ -105,3 +105,103 @@ pub async fn start_devseq(mut cfg: DevSeqConfig, addr: SocketAddr) -> (DevSequen
         },
     )
 }
+
+/// A fake monitored target: `/health` answers the status set with `set`.
+pub struct FakeTarget {
+    pub url: String,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    _srv: Running,
+}
+
+impl FakeTarget {
+    pub fn start() -> FakeTarget {
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let router = axum::Router::new()
+            .route(
+                "/health",
+                axum::routing::get(
+                    |State(s): State<std::sync::Arc<std::sync::atomic::AtomicU16>>| async move {
+                        StatusCode::from_u16(s.load(std::sync::atomic::Ordering::Relaxed)).unwrap()
+                    },
+                ),
+            )
+            .with_state(status.clone());
+        let srv = serve_router(router);
+        FakeTarget {
+            url: format!("{}/health", srv.url),
+            status,
+            _srv: srv,
+        }
+    }
+
+    pub fn set(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A monitoring node's identity for tests: deterministic BLS key.
+pub struct Identity {
+    pub id: String,
+    pub sk: livenessd::crypto::bls::SecretKey,
+}
+
+impl Identity {
+    pub fn new(i: u8) -> Identity {
+        Identity {
+            id: format!("Node{i}"),
+            sk: livenessd::crypto::bls::SecretKey::key_gen(&[i; 32]).unwrap(),
+        }
+    }
+
+    pub fn monitoring_node(&self, url: &str) -> livenessd::config::MonitoringNode {
+        livenessd::config::MonitoringNode {
+            id: self.id.clone(),
+            url: url.to_owned(),
+            pubkey: self.sk.public_key().to_hex(),
+            pop: Some(self.sk.prove_possession().to_hex()),
+            stake: 1.0,
+        }
+    }
+}
+
+/// Signs an event as a quorum of `signers` would (what an aggregator posts).
+pub fn signed_event(
+    signers: &[&Identity],
+    nonsigners: &[&str],
+    address: &str,
+    state: &str,
+    timestamp: i64,
+) -> serde_json::Value {
+    use livenessd::crypto::bls::Signature;
+    let msg = format!("Address: {address}, State: {state}, Timestamp: {timestamp}");
+    let sigs: Vec<Signature> = signers.iter().map(|s| s.sk.sign(msg.as_bytes())).collect();
+    serde_json::json!({
+        "address": address,
+        "state": state,
+        "timestamp": timestamp,
+        "aggregated_signature": Signature::aggregate(&sigs).unwrap().to_hex(),
+        "non_signing_nodes": nonsigners,
+    })
+}
+
+/// Polls `f` until it is true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,501 @@
+//! Node configuration: defaults → `node.toml` → `LIVENESSD_*` environment → CLI flags
+//! (figment), then validation that names the field at fault and why.
+//!
+//! Environment keys nest with `__`: `LIVENESSD_PROBE__INTERVAL_MS=1000`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The whole node configuration. Every field has a doc comment in
+/// `node.toml.example`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id among the monitoring nodes.
+    pub node_id: String,
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// The SQLite file holding the replicated log.
+    pub database: PathBuf,
+    /// File holding this node's BLS secret key (hex), mode 0600.
+    pub bls_key_file: PathBuf,
+    /// Monitoring nodes in the reference `monitoring_nodes.json` format, merged with
+    /// `monitoring_nodes` (an id in both is an error).
+    pub monitoring_nodes_file: Option<PathBuf>,
+    /// The monitoring nodes (including this one).
+    pub monitoring_nodes: Vec<MonitoringNode>,
+    /// Ids whose key may be used without a proof of possession (the reference file
+    /// format carries none). Unsafe against rogue-key attacks: a warning is logged.
+    pub allow_without_pop: Vec<String>,
+    /// The monitored targets.
+    pub targets: Vec<Target>,
+    /// Fraction of total stake the signers of an event or answer must reach:
+    /// `"2/3"` or a decimal such as `0.67`.
+    pub quorum_threshold: String,
+    pub zellular: ZellularConfig,
+    pub probe: ProbeConfig,
+    pub epoch: EpochConfig,
+    pub http: HttpConfig,
+    /// Also run the aggregator (`--role aggregator`).
+    pub aggregator: bool,
+}
+
+/// One monitoring node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringNode {
+    pub id: String,
+    /// Base URL of its HTTP API.
+    pub url: String,
+    /// BLS public key, 48-byte compressed G1 hex.
+    pub pubkey: String,
+    /// Proof of possession of `pubkey`, 96-byte G2 hex.
+    #[serde(default)]
+    pub pop: Option<String>,
+    /// Stake weight in the quorum.
+    #[serde(default = "one")]
+    pub stake: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// An entry of the reference `monitoring_nodes.json` (`{"Node1": {"url", "pubkey"}}`),
+/// with optional `pop` and `stake` extensions.
+#[derive(Debug, Clone, Deserialize)]
+struct ReferenceNode {
+    url: String,
+    pubkey: String,
+    #[serde(default)]
+    pop: Option<String>,
+    #[serde(default = "one")]
+    stake: f64,
+}
+
+/// A monitored target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The name events carry (e.g. the operator's address `0xNodeA123`).
+    pub address: String,
+    /// HTTP health URL (EigenLayer node API: 200 up, 206 degraded, else down).
+    #[serde(default)]
+    pub http: Option<String>,
+    /// Or a TCP `host:port` that must accept connections.
+    #[serde(default)]
+    pub tcp: Option<String>,
+}
+
+/// Where events are ordered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZellularConfig {
+    /// The Zellular app the events go to.
+    pub app: String,
+    /// Gateway base URLs, tried in order; empty: the operators' sockets.
+    pub gateways: Vec<String>,
+    /// A static operator set (SDK `StaticNetwork` JSON: list or id → operator map);
+    /// the dev sequencer writes one as `<data-dir>/operators.json`.
+    pub operators_file: Option<PathBuf>,
+    /// Or the EigenLayer subgraph to read operators from.
+    pub subgraph_url: Option<String>,
+    /// Finality threshold percent (the SDK default is 67).
+    pub threshold_percent: f64,
+    /// Per-request timeout, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Longest wait between polls while nothing is new, milliseconds.
+    pub poll_max_ms: u64,
+}
+
+/// How targets are probed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Every target is probed once per interval, milliseconds.
+    pub interval_ms: u64,
+    /// A probe with no answer by then counts as down, milliseconds.
+    pub timeout_ms: u64,
+    /// Each probe starts up to this much later than the tick, to spread load.
+    pub jitter_ms: u64,
+    /// Probes in flight at once.
+    pub concurrency: usize,
+    /// Consecutive failures before a target is considered down.
+    pub failures_to_down: u32,
+    /// Consecutive successes before a down target is considered up again.
+    pub successes_to_up: u32,
+}
+
+/// Epochs for the per-epoch summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochConfig {
+    /// Unix time at which epoch 0 starts.
+    pub genesis: i64,
+    /// Epoch length, seconds.
+    pub length_secs: u64,
+}
+
+/// HTTP server and peer-client limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request taking longer is answered 408, so slow clients cannot hold shutdown.
+    pub request_timeout_ms: u64,
+    /// Timeout of calls to other monitoring nodes (`/state`, `/downtime`).
+    pub peer_timeout_ms: u64,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_id: String::new(),
+            listen: "127.0.0.1:7001".parse().expect("literal address"),
+            database: PathBuf::from("livenessd.sqlite"),
+            bls_key_file: PathBuf::from("bls.key"),
+            monitoring_nodes_file: None,
+            monitoring_nodes: Vec::new(),
+            allow_without_pop: Vec::new(),
+            targets: Vec::new(),
+            quorum_threshold: "2/3".into(),
+            zellular: ZellularConfig::default(),
+            probe: ProbeConfig::default(),
+            epoch: EpochConfig::default(),
+            http: HttpConfig::default(),
+            aggregator: false,
+        }
+    }
+}
+
+impl Default for ZellularConfig {
+    fn default() -> Self {
+        ZellularConfig {
+            app: "livenessd".into(),
+            gateways: Vec::new(),
+            operators_file: None,
+            subgraph_url: None,
+            threshold_percent: crate::zellular::DEFAULT_THRESHOLD_PERCENT,
+            request_timeout_ms: 10_000,
+            poll_max_ms: 1_000,
+        }
+    }
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            interval_ms: 10_000,
+            timeout_ms: 3_000,
+            jitter_ms: 500,
+            concurrency: 256,
+            failures_to_down: 3,
+            successes_to_up: 2,
+        }
+    }
+}
+
+impl Default for EpochConfig {
+    fn default() -> Self {
+        EpochConfig {
+            genesis: 0,
+            length_secs: 86_400,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            request_timeout_ms: 30_000,
+            peer_timeout_ms: 3_000,
+            max_body_bytes: 64 << 10,
+        }
+    }
+}
+
+/// A configuration problem, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("{field}: {why}")]
+    Invalid { field: String, why: String },
+    #[error("{path}: {why}")]
+    File { path: String, why: String },
+}
+
+fn invalid(field: impl Into<String>, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        why: why.into(),
+    }
+}
+
+/// Command-line overrides (the top layer).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CliOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bls_key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregator: Option<bool>,
+}
+
+/// A quorum threshold as a fraction `num/den` of total stake.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    pub num: f64,
+    pub den: f64,
+}
+
+impl Threshold {
+    pub const TWO_THIRDS: Threshold = Threshold { num: 2.0, den: 3.0 };
+
+    pub fn parse(s: &str) -> Option<Threshold> {
+        let t = match s.trim().split_once('/') {
+            Some((n, d)) => Threshold {
+                num: n.trim().parse().ok()?,
+                den: d.trim().parse().ok()?,
+            },
+            None => Threshold {
+                num: s.trim().parse().ok()?,
+                den: 1.0,
+            },
+        };
+        (t.num > 0.0 && t.den > 0.0 && t.num <= t.den && t.num.is_finite() && t.den.is_finite())
+            .then_some(t)
+    }
+
+    /// `signed / total ≥ num / den`, compared without division.
+    pub fn reached(&self, signed: f64, total: f64) -> bool {
+        signed * self.den >= total * self.num
+    }
+}
+
+impl NodeConfig {
+    /// Loads `file` (if any) over the defaults, then the environment, then `cli`.
+    pub fn load(file: Option<&Path>, cli: &CliOverrides) -> Result<NodeConfig, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(NodeConfig::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError::File {
+                    path: f.display().to_string(),
+                    why: "no such file".into(),
+                });
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig
+            .merge(
+                Env::prefixed("LIVENESSD_")
+                    .split("__")
+                    .ignore(&["log_json"]),
+            )
+            .merge(Serialized::defaults(cli));
+        let mut cfg: NodeConfig = fig.extract().map_err(Box::new)?;
+        let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.merge_reference_nodes()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Relative paths in the file are relative to the file's directory.
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() && !base.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.database);
+        fix(&mut self.bls_key_file);
+        if let Some(p) = &mut self.monitoring_nodes_file {
+            fix(p);
+        }
+        if let Some(p) = &mut self.zellular.operators_file {
+            fix(p);
+        }
+    }
+
+    fn merge_reference_nodes(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.monitoring_nodes_file else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        let nodes: BTreeMap<String, ReferenceNode> =
+            serde_json::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                why: format!("not a monitoring_nodes.json map of id → {{url, pubkey}}: {e}"),
+            })?;
+        for (id, n) in nodes {
+            if self.monitoring_nodes.iter().any(|m| m.id == id) {
+                return Err(invalid(
+                    "monitoring_nodes",
+                    format!("{id} is in both node.toml and {}", path.display()),
+                ));
+            }
+            self.monitoring_nodes.push(MonitoringNode {
+                id,
+                url: n.url,
+                pubkey: n.pubkey,
+                pop: n.pop,
+                stake: n.stake,
+            });
+        }
+        Ok(())
+    }
+
+    /// The quorum threshold, parsed.
+    pub fn threshold(&self) -> Threshold {
+        Threshold::parse(&self.quorum_threshold).unwrap_or(Threshold::TWO_THIRDS)
+    }
+
+    /// Checks what serde cannot: references, ranges, uniqueness.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id.is_empty() {
+            return Err(invalid(
+                "node_id",
+                "is required (this node's id among monitoring_nodes)",
+            ));
+        }
+        if self.monitoring_nodes.is_empty() {
+            return Err(invalid(
+                "monitoring_nodes",
+                "at least one monitoring node is required (or monitoring_nodes_file)",
+            ));
+        }
+        let mut ids = HashSet::new();
+        for (i, n) in self.monitoring_nodes.iter().enumerate() {
+            let f = |k: &str| format!("monitoring_nodes[{i}].{k}");
+            if n.id.is_empty() {
+                return Err(invalid(f("id"), "is empty"));
+            }
+            if !ids.insert(n.id.as_str()) {
+                return Err(invalid(f("id"), format!("{} is listed twice", n.id)));
+            }
+            if !(n.url.starts_with("http://") || n.url.starts_with("https://")) {
+                return Err(invalid(
+                    f("url"),
+                    format!("{:?} is not an http(s) URL", n.url),
+                ));
+            }
+            if !(n.stake.is_finite() && n.stake >= 0.0) {
+                return Err(invalid(f("stake"), "must be a non-negative number"));
+            }
+        }
+        if !ids.contains(self.node_id.as_str()) {
+            return Err(invalid(
+                "node_id",
+                format!("{} is not one of the monitoring nodes", self.node_id),
+            ));
+        }
+        for id in &self.allow_without_pop {
+            if !ids.contains(id.as_str()) {
+                return Err(invalid(
+                    "allow_without_pop",
+                    format!("{id} is not a monitoring node"),
+                ));
+            }
+        }
+        if Threshold::parse(&self.quorum_threshold).is_none() {
+            return Err(invalid(
+                "quorum_threshold",
+                format!(
+                    "{:?} is not a fraction in (0, 1] such as \"2/3\" or 0.67",
+                    self.quorum_threshold
+                ),
+            ));
+        }
+        let mut addrs = HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let f = |k: &str| format!("targets[{i}].{k}");
+            if t.address.is_empty() {
+                return Err(invalid(f("address"), "is empty"));
+            }
+            if !addrs.insert(t.address.as_str()) {
+                return Err(invalid(
+                    f("address"),
+                    format!("{} is listed twice", t.address),
+                ));
+            }
+            match (&t.http, &t.tcp) {
+                (Some(u), None) if u.starts_with("http://") || u.starts_with("https://") => {}
+                (Some(u), None) => {
+                    return Err(invalid(f("http"), format!("{u:?} is not an http(s) URL")))
+                }
+                (None, Some(a))
+                    if a.rsplit_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok()) => {}
+                (None, Some(a)) => {
+                    return Err(invalid(f("tcp"), format!("{a:?} is not host:port")))
+                }
+                _ => {
+                    return Err(invalid(
+                        format!("targets[{i}]"),
+                        "needs exactly one of http or tcp",
+                    ))
+                }
+            }
+        }
+        let z = &self.zellular;
+        if z.app.is_empty() {
+            return Err(invalid("zellular.app", "is empty"));
+        }
+        match (&z.operators_file, &z.subgraph_url) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "zellular",
+                    "set operators_file or subgraph_url, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "zellular.operators_file",
+                    "an operator set is required (operators_file, or subgraph_url)",
+                ))
+            }
+            (None, Some(_)) if z.gateways.is_empty() => {
+                return Err(invalid("zellular.gateways", "required with subgraph_url"))
+            }
+            _ => {}
+        }
+        if !(z.threshold_percent > 0.0 && z.threshold_percent <= 100.0) {
+            return Err(invalid("zellular.threshold_percent", "must be in (0, 100]"));
+        }
+        let p = &self.probe;
+        if p.interval_ms == 0 {
+            return Err(invalid("probe.interval_ms", "must be positive"));
+        }
+        if p.timeout_ms == 0 {
+            return Err(invalid("probe.timeout_ms", "must be positive"));
+        }
+        if p.concurrency == 0 {
+            return Err(invalid("probe.concurrency", "must be positive"));
+        }
+        if p.failures_to_down == 0 || p.successes_to_up == 0 {
+            return Err(invalid(
+                "probe.failures_to_down",
+                "and successes_to_up must be at least 1",
+            ));
+        }
+        if self.epoch.length_secs == 0 {
+            return Err(invalid("epoch.length_secs", "must be positive"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,379 @@
+//! Downtime events (what goes through Zellular) and the monitoring-node set that
+//! signs them: message formats, parsing, quorum rules, verification.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{MonitoringNode, Threshold};
+use crate::crypto::bls::{self, BatchItem, PublicKey, Signature};
+
+/// A target's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Up,
+    Down,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Up => "up",
+            NodeState::Down => "down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeState> {
+        match s {
+            "up" => Some(NodeState::Up),
+            "down" => Some(NodeState::Down),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `Address: {A}, State: {state}, Timestamp: {T}` — what a state attestation signs.
+pub fn state_message(address: &str, state: NodeState, timestamp: i64) -> String {
+    format!("Address: {address}, State: {state}, Timestamp: {timestamp}")
+}
+
+/// `Address: {A}, Downtime: {D}, From: {F}, To: {T}` — what a downtime answer signs.
+pub fn downtime_message(address: &str, downtime: i64, from: i64, to: i64) -> String {
+    format!("Address: {address}, Downtime: {downtime}, From: {from}, To: {to}")
+}
+
+/// A downtime event as carried in a Zellular batch (PROTOCOL.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub address: String,
+    pub state: NodeState,
+    pub timestamp: i64,
+    pub aggregated_signature: String,
+    pub non_signing_nodes: Vec<String>,
+}
+
+impl Event {
+    pub fn message(&self) -> String {
+        state_message(&self.address, self.state, self.timestamp)
+    }
+
+    /// Reads one event, ignoring unknown fields; a missing `non_signing_nodes` is
+    /// empty (as the reference node reads it).
+    pub fn from_value(v: &Value) -> Result<Event, EventError> {
+        let obj = v
+            .as_object()
+            .ok_or(EventError::Malformed("event is not an object"))?;
+        let address = obj
+            .get("address")
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
+            .ok_or(EventError::Malformed("address is missing or not a string"))?;
+        let state = obj
+            .get("state")
+            .and_then(Value::as_str)
+            .and_then(NodeState::parse)
+            .ok_or(EventError::Malformed("state is not \"up\" or \"down\""))?;
+        let timestamp = obj
+            .get("timestamp")
+            .and_then(|t| t.as_i64())
+            .ok_or(EventError::Malformed("timestamp is not an integer"))?;
+        let aggregated_signature = obj
+            .get("aggregated_signature")
+            .and_then(Value::as_str)
+            .ok_or(EventError::Malformed(
+                "aggregated_signature is not a string",
+            ))?;
+        let non_signing_nodes = match obj.get("non_signing_nodes") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|n| n.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(EventError::Malformed(
+                    "non_signing_nodes holds a non-string",
+                ))?,
+            Some(_) => return Err(EventError::Malformed("non_signing_nodes is not a list")),
+        };
+        Ok(Event {
+            address: address.to_owned(),
+            state,
+            timestamp,
+            aggregated_signature: aggregated_signature.to_owned(),
+            non_signing_nodes,
+        })
+    }
+}
+
+/// Reads a batch: a JSON array of events. The outer error means the whole batch is
+/// malformed; inner errors are per event.
+pub fn parse_batch(body: &str) -> Result<Vec<Result<Event, EventError>>, EventError> {
+    let v: Value = serde_json::from_str(body).map_err(|_| EventError::MalformedBatch)?;
+    let arr = v.as_array().ok_or(EventError::MalformedBatch)?;
+    Ok(arr.iter().map(Event::from_value).collect())
+}
+
+/// Why an event (or a signed answer) is not accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EventError {
+    #[error("batch is not a JSON array")]
+    MalformedBatch,
+    #[error("malformed event: {0}")]
+    Malformed(&'static str),
+    #[error("unknown address {0}")]
+    UnknownAddress(String),
+    #[error("unknown non-signer {0}")]
+    UnknownNonSigner(String),
+    #[error("non-signer {0} listed twice")]
+    DuplicateNonSigner(String),
+    #[error("signers hold {signed} of {total} stake, below the quorum threshold")]
+    TooFewSigners { signed: f64, total: f64 },
+    #[error("aggregated signature does not decode: {0}")]
+    BadEncoding(bls::BlsError),
+    #[error("aggregated signature does not verify")]
+    InvalidSignature,
+    #[error("state {state} at {timestamp} repeats the current state")]
+    RepeatedState { state: NodeState, timestamp: i64 },
+    #[error("timestamp {timestamp} is older than the last applied event ({last})")]
+    Stale { timestamp: i64, last: i64 },
+}
+
+impl EventError {
+    /// The label of the `events_rejected_total` metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EventError::MalformedBatch => "malformed_batch",
+            EventError::Malformed(_) => "malformed_event",
+            EventError::UnknownAddress(_) => "unknown_address",
+            EventError::UnknownNonSigner(_) => "unknown_nonsigner",
+            EventError::DuplicateNonSigner(_) => "duplicate_nonsigner",
+            EventError::TooFewSigners { .. } => "too_few_signers",
+            EventError::BadEncoding(_) => "bad_signature_encoding",
+            EventError::InvalidSignature => "bad_signature",
+            EventError::RepeatedState { .. } => "repeated_state",
+            EventError::Stale { .. } => "stale_timestamp",
+        }
+    }
+}
+
+/// A monitoring node with its verified key.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub id: String,
+    pub url: String,
+    pub public_key: PublicKey,
+    pub stake: f64,
+}
+
+/// Why the monitoring-node set could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorSetError {
+    #[error("monitoring node {id}: bad public key: {source}")]
+    BadKey { id: String, source: bls::BlsError },
+    #[error("monitoring node {id}: bad proof of possession: {why}")]
+    BadPop { id: String, why: String },
+    #[error("monitoring node {id} has no proof of possession; add `pop`, or list it in allow_without_pop to accept the rogue-key risk")]
+    MissingPop { id: String },
+    #[error("total stake of the monitoring nodes is zero")]
+    ZeroStake,
+}
+
+/// The monitoring nodes that sign events and answers, with the quorum rule.
+#[derive(Debug, Clone)]
+pub struct MonitorSet {
+    nodes: Vec<Monitor>,
+    by_id: HashMap<String, usize>,
+    total_stake: f64,
+    threshold: Threshold,
+}
+
+/// The verification key of one non-signer set, with the signers' stake.
+#[derive(Debug, Clone)]
+pub struct SignerKey {
+    pub public_key: PublicKey,
+    pub signed_stake: f64,
+}
+
+impl MonitorSet {
+    /// Builds the set, checking every key's proof of possession. Keys without one
+    /// are refused unless their id is in `allow_without_pop` (then a warning is logged).
+    pub fn new(
+        nodes: &[MonitoringNode],
+        allow_without_pop: &[String],
+        threshold: Threshold,
+    ) -> Result<Self, MonitorSetError> {
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let public_key =
+                PublicKey::from_hex(&n.pubkey).map_err(|source| MonitorSetError::BadKey {
+                    id: n.id.clone(),
+                    source,
+                })?;
+            match &n.pop {
+                Some(pop) => {
+                    let pop = Signature::from_hex(pop).map_err(|e| MonitorSetError::BadPop {
+                        id: n.id.clone(),
+                        why: e.to_string(),
+                    })?;
+                    if !public_key.verify_pop(&pop) {
+                        return Err(MonitorSetError::BadPop {
+                            id: n.id.clone(),
+                            why: "it does not verify for this key".into(),
+                        });
+                    }
+                }
+                None if allow_without_pop.contains(&n.id) => {
+                    tracing::warn!(
+                        node = %n.id,
+                        "monitoring node key accepted WITHOUT proof of possession (allow_without_pop): \
+                         a rogue key could forge quorum proofs"
+                    );
+                }
+                None => return Err(MonitorSetError::MissingPop { id: n.id.clone() }),
+            }
+            out.push(Monitor {
+                id: n.id.clone(),
+                url: n.url.trim_end_matches('/').to_owned(),
+                public_key,
+                stake: n.stake,
+            });
+        }
+        let total_stake: f64 = out.iter().map(|m| m.stake).sum();
+        if total_stake <= 0.0 {
+            return Err(MonitorSetError::ZeroStake);
+        }
+        let by_id = out
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.clone(), i))
+            .collect();
+        Ok(MonitorSet {
+            nodes: out,
+            by_id,
+            total_stake,
+            threshold,
+        })
+    }
+
+    pub fn nodes(&self) -> &[Monitor] {
+        &self.nodes
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Monitor> {
+        self.by_id.get(id).map(|&i| &self.nodes[i])
+    }
+
+    pub fn total_stake(&self) -> f64 {
+        self.total_stake
+    }
+
+    pub fn threshold(&self) -> Threshold {
+        self.threshold
+    }
+
+    /// Whether signers holding `stake` reach the quorum.
+    pub fn quorum_reached(&self, stake: f64) -> bool {
+        self.threshold.reached(stake, self.total_stake)
+    }
+
+    /// The aggregate key of everyone but `nonsigners`, after the quorum rules:
+    /// every non-signer known and listed once, signers' stake ≥ threshold.
+    pub fn signer_key(&self, nonsigners: &[String]) -> Result<SignerKey, EventError> {
+        let mut excluded = vec![false; self.nodes.len()];
+        for id in nonsigners {
+            let &i = self
+                .by_id
+                .get(id)
+                .ok_or_else(|| EventError::UnknownNonSigner(id.clone()))?;
+            if std::mem::replace(&mut excluded[i], true) {
+                return Err(EventError::DuplicateNonSigner(id.clone()));
+            }
+        }
+        let signers: Vec<&Monitor> = self
+            .nodes
+            .iter()
+            .zip(&excluded)
+            .filter(|(_, &x)| !x)
+            .map(|(m, _)| m)
+            .collect();
+        let signed_stake: f64 = signers.iter().map(|m| m.stake).sum();
+        if !self.quorum_reached(signed_stake) {
+            return Err(EventError::TooFewSigners {
+                signed: signed_stake,
+                total: self.total_stake,
+            });
+        }
+        let public_key = PublicKey::aggregate(signers.iter().map(|m| &m.public_key)).ok_or(
+            EventError::TooFewSigners {
+                signed: 0.0,
+                total: self.total_stake,
+            },
+        )?;
+        Ok(SignerKey {
+            public_key,
+            signed_stake,
+        })
+    }
+
+    /// Full check of one quorum-signed message.
+    pub fn verify_quorum(
+        &self,
+        msg: &str,
+        aggregated_signature: &str,
+        nonsigners: &[String],
+    ) -> Result<(), EventError> {
+        let key = self.signer_key(nonsigners)?;
+        let sig = Signature::from_hex(aggregated_signature).map_err(EventError::BadEncoding)?;
+        if sig.verify(&key.public_key, msg.as_bytes()) {
+            Ok(())
+        } else {
+            Err(EventError::InvalidSignature)
+        }
+    }
+
+    /// Verifies many events: structural and quorum checks one by one, then all
+    /// signatures in one batch; only if the batch fails is each checked alone, to
+    /// isolate the bad ones. Results are in input order.
+    pub fn verify_events(&self, events: &[&Event]) -> Vec<Result<(), EventError>> {
+        let mut results: Vec<Result<(), EventError>> = Vec::with_capacity(events.len());
+        let mut prepared: Vec<(usize, String, PublicKey, Signature)> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let r = self.signer_key(&e.non_signing_nodes).and_then(|k| {
+                let sig = Signature::from_hex(&e.aggregated_signature)
+                    .map_err(EventError::BadEncoding)?;
+                Ok((k.public_key, sig))
+            });
+            match r {
+                Ok((pk, sig)) => {
+                    prepared.push((i, e.message(), pk, sig));
+                    results.push(Ok(()));
+                }
+                Err(err) => results.push(Err(err)),
+            }
+        }
+        let items: Vec<BatchItem> = prepared
+            .iter()
+            .map(|(_, m, pk, sig)| BatchItem {
+                msg: m.as_bytes(),
+                pk,
+                sig,
+            })
+            .collect();
+        if !bls::verify_batch(&items) {
+            for (i, m, pk, sig) in &prepared {
+                if !sig.verify(pk, m.as_bytes()) {
+                    results[*i] = Err(EventError::InvalidSignature);
+                }
+            }
+        }
+        results
+    }
+}

@@ -1,0 +1,121 @@
+//! The only holder of the node's BLS secret key. It signs what this node observed
+//! (a fresh [`Observation`]) or computed (a [`Downtime`] from its own replica) —
+//! never a message handed to it.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::answers::Downtime;
+use crate::crypto::bls::{PublicKey, SecretKey, Signature};
+use crate::events::{downtime_message, state_message, NodeState};
+use crate::keyfile::{self, KeyFileError};
+use crate::prober::Observation;
+
+/// How far a requested timestamp may be from the time of the probe, seconds.
+pub const MAX_TIMESTAMP_DRIFT: i64 = 10;
+
+/// A signed `/state` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateAttestation {
+    pub address: String,
+    pub state: NodeState,
+    pub timestamp: i64,
+    pub signature: String,
+}
+
+/// A signed `/downtime` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DowntimeAnswer {
+    pub address: String,
+    pub from_timestamp: i64,
+    pub to_timestamp: i64,
+    pub total_downtime_seconds: i64,
+    pub signature: String,
+}
+
+/// The timestamp is too far from the observation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "timestamp {requested} is more than {MAX_TIMESTAMP_DRIFT} s from the probe time {observed}"
+)]
+pub struct DriftError {
+    pub requested: i64,
+    pub observed: i64,
+}
+
+/// The node's signing key.
+pub struct Signer {
+    sk: SecretKey,
+    public_key: PublicKey,
+}
+
+impl Signer {
+    pub fn new(sk: SecretKey) -> Self {
+        let public_key = sk.public_key();
+        Signer { sk, public_key }
+    }
+
+    /// Reads the key file (hex), refusing files others can read.
+    pub fn from_file(path: &Path) -> Result<Self, KeyFileError> {
+        let text = keyfile::read_secret(path)?;
+        let sk = SecretKey::from_hex(text.trim()).map_err(|e| KeyFileError::Invalid {
+            path: path.display().to_string(),
+            detail: format!("not a 32-byte hex BLS secret key: {e}"),
+        })?;
+        Ok(Signer::new(sk))
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public_key
+    }
+
+    /// Signs what a probe of this node saw, stamped with the requester's `timestamp`
+    /// (which must be within [`MAX_TIMESTAMP_DRIFT`] of the probe).
+    pub fn attest(
+        &self,
+        obs: &Observation,
+        timestamp: i64,
+    ) -> Result<StateAttestation, DriftError> {
+        if (obs.at() - timestamp).abs() > MAX_TIMESTAMP_DRIFT {
+            return Err(DriftError {
+                requested: timestamp,
+                observed: obs.at(),
+            });
+        }
+        let sig = self
+            .sk
+            .sign(state_message(obs.address(), obs.state(), timestamp).as_bytes());
+        Ok(StateAttestation {
+            address: obs.address().to_owned(),
+            state: obs.state(),
+            timestamp,
+            signature: sig.to_hex(),
+        })
+    }
+
+    /// The raw signature of an attestation (for aggregation by this node).
+    pub fn attest_signature(
+        &self,
+        obs: &Observation,
+        timestamp: i64,
+    ) -> Result<Signature, DriftError> {
+        let a = self.attest(obs, timestamp)?;
+        Signature::from_hex(&a.signature).map_err(|_| DriftError {
+            requested: timestamp,
+            observed: obs.at(),
+        })
+    }
+
+    /// Signs a downtime this node computed from its replica.
+    pub fn sign_downtime(&self, d: &Downtime) -> DowntimeAnswer {
+        let msg = downtime_message(d.address(), d.seconds(), d.from(), d.to());
+        DowntimeAnswer {
+            address: d.address().to_owned(),
+            from_timestamp: d.from(),
+            to_timestamp: d.to(),
+            total_downtime_seconds: d.seconds(),
+            signature: self.sk.sign(msg.as_bytes()).to_hex(),
+        }
+    }
+}

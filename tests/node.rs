@@ -1,0 +1,706 @@
+//! Monitoring nodes in-process on loopback: several nodes + the dev sequencer + fake
+//! targets. Replication, bad events, restarts, signed answers, interop.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use livenessd::config::{NodeConfig, Target};
+use livenessd::crypto::bls::{PublicKey, Signature};
+use livenessd::devseq::DevSequencer;
+use livenessd::node::Node;
+use livenessd::zellular::{Client, ClientConfig};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    _seq: DevSequencer,
+    seq_srv: Running,
+    ids: Vec<Identity>,
+    addrs: Vec<SocketAddr>,
+    nodes: Vec<Option<Running>>,
+    targets: Vec<FakeTarget>,
+    client: Client,
+    http: reqwest::Client,
+}
+
+fn node_url(a: SocketAddr) -> String {
+    format!("http://{a}")
+}
+
+impl Cluster {
+    async fn start(n_nodes: u8, n_targets: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (seq, seq_srv) = start_devseq(devseq_config(&dir.path().join("seq")), any_port()).await;
+        let ids: Vec<Identity> = (1..=n_nodes).map(Identity::new).collect();
+        // Reserve a port per node.
+        let addrs = (0..n_nodes)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+            })
+            .collect();
+        let targets = (0..n_targets).map(|_| FakeTarget::start()).collect();
+        let mut cc = ClientConfig::new("livenessd", vec![seq_srv.url.clone()]);
+        cc.retry_initial = Duration::from_millis(10);
+        let mut c = Cluster {
+            dir,
+            _seq: seq,
+            seq_srv,
+            ids,
+            addrs,
+            nodes: Vec::new(),
+            targets,
+            client: Client::new(cc),
+            http: reqwest::Client::new(),
+        };
+        for i in 0..n_nodes as usize {
+            let r = c.run_node(i).await;
+            c.nodes.push(Some(r));
+        }
+        c
+    }
+
+    fn address(t: usize) -> String {
+        format!("0xNode{t}")
+    }
+
+    fn config(&self, i: usize) -> NodeConfig {
+        let key_file = self.dir.path().join(format!("node{i}.key"));
+        if !key_file.exists() {
+            livenessd::keyfile::write_secret(&key_file, &self.ids[i].sk.to_hex()).unwrap();
+        }
+        let mut cfg = NodeConfig {
+            node_id: self.ids[i].id.clone(),
+            listen: self.addrs[i],
+            database: self.dir.path().join(format!("node{i}.sqlite")),
+            bls_key_file: key_file,
+            monitoring_nodes: self
+                .ids
+                .iter()
+                .zip(&self.addrs)
+                .map(|(id, a)| id.monitoring_node(&node_url(*a)))
+                .collect(),
+            targets: self
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(t, ft)| Target {
+                    address: Self::address(t),
+                    http: Some(ft.url.clone()),
+                    tcp: None,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        cfg.zellular.operators_file = Some(self.dir.path().join("seq/operators.json"));
+        cfg.zellular.poll_max_ms = 50;
+        cfg.probe.interval_ms = 100;
+        cfg.probe.timeout_ms = 500;
+        cfg.probe.jitter_ms = 0;
+        cfg.validate().unwrap();
+        cfg
+    }
+
+    async fn run_node(&self, i: usize) -> Running {
+        let cfg = self.config(i);
+        let listener = bind(self.addrs[i]);
+        let node = Node::open(cfg).await.unwrap();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            node.run(listener, token).await.unwrap();
+        });
+        Running {
+            addr: self.addrs[i],
+            url: node_url(self.addrs[i]),
+            stop,
+            task,
+        }
+    }
+
+    async fn stop_node(&mut self, i: usize) {
+        if let Some(r) = self.nodes[i].take() {
+            r.shutdown().await;
+        }
+    }
+
+    async fn restart_node(&mut self, i: usize) {
+        let r = self.run_node(i).await;
+        self.nodes[i] = Some(r);
+    }
+
+    async fn submit(&self, batch: &str) {
+        self.client.submit(batch).await.unwrap();
+    }
+
+    async fn get(&self, i: usize, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", node_url(self.addrs[i])))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn position(&self, i: usize) -> Value {
+        self.get(i, "/v1/position").await.1
+    }
+
+    /// Waits until every running node has applied up to the sequencer's last index.
+    async fn settle(&self) {
+        let last: Value = self
+            .http
+            .get(format!("{}/node/state", self.seq_srv.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let want = last["data"]["apps"]["livenessd"]["last_sequenced_index"]
+            .as_u64()
+            .unwrap_or(0);
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_none() {
+                continue;
+            }
+            eventually(
+                20,
+                &format!("node {i} reaches index {want}"),
+                || async move { self.position(i).await["index"].as_u64() == Some(want) },
+            )
+            .await;
+        }
+    }
+}
+
+fn metric(name: &str, reason: &str) -> u64 {
+    livenessd::metrics::get(name, &[("reason", reason)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
+    let c = Cluster::start(3, 2).await;
+    let [n1, n2, n3] = [&c.ids[0], &c.ids[1], &c.ids[2]];
+    let (a0, a1) = (Cluster::address(0), Cluster::address(1));
+    let before: Vec<u64> = [
+        "bad_signature",
+        "too_few_signers",
+        "unknown_nonsigner",
+        "stale_timestamp",
+        "repeated_state",
+        "malformed_batch",
+        "malformed_event",
+        "unknown_address",
+        "duplicate_nonsigner",
+    ]
+    .iter()
+    .map(|r| metric("events_rejected_total", r))
+    .collect();
+
+    // Good: a0 down (all sign), a1 down (Node3 does not sign: 2/3 reaches the threshold).
+    let good1 = signed_event(&[n1, n2, n3], &[], &a0, "down", 1_000);
+    let good2 = signed_event(&[n1, n2], &["Node3"], &a1, "down", 1_005);
+    c.submit(&json!([good1, good2]).to_string()).await;
+    // Bad, each kind once.
+    let mut forged = signed_event(&[n1, n2, n3], &[], &a0, "up", 1_010);
+    forged["timestamp"] = json!(1_011); // the signature covers 1010
+    let too_few = signed_event(&[n1], &["Node2", "Node3"], &a0, "up", 1_012);
+    let unknown_ns = signed_event(&[n1, n2, n3], &["Node9"], &a0, "up", 1_013);
+    let dup_ns = signed_event(&[n1], &["Node2", "Node2"], &a0, "up", 1_014);
+    let repeated = signed_event(&[n1, n2, n3], &[], &a0, "down", 1_015);
+    let unknown_addr = signed_event(&[n1, n2, n3], &[], "0xSomeoneElse", "down", 1_016);
+    c.submit(&json!([forged, too_few, unknown_ns, dup_ns, repeated, unknown_addr, {"address": "0xNode0"}]).to_string())
+        .await;
+    c.submit("this is not json").await;
+    c.submit(r#"{"not": "an array"}"#).await;
+    // Good again: a0 up, then a stale down for a0 (older than its up).
+    let good3 = signed_event(&[n1, n2, n3], &[], &a0, "up", 1_100);
+    let stale = signed_event(&[n1, n2, n3], &[], &a0, "down", 1_050);
+    c.submit(&json!([good3, stale]).to_string()).await;
+    c.settle().await;
+
+    // Every replica holds the same log.
+    let mut p: Vec<Value> = Vec::new();
+    for i in 0..c.nodes.len() {
+        p.push(c.position(i).await);
+    }
+    assert_eq!(p[0]["events_count"], 3, "{p:?}");
+    for x in &p[1..] {
+        assert_eq!(x["events_digest"], p[0]["events_digest"]);
+        assert_eq!(x["index"], p[0]["index"]);
+        assert_eq!(x["chaining_hash"], p[0]["chaining_hash"]);
+    }
+    // Each bad kind was counted (three replicas in this process: at least 3 each).
+    let after: Vec<u64> = [
+        "bad_signature",
+        "too_few_signers",
+        "unknown_nonsigner",
+        "stale_timestamp",
+        "repeated_state",
+        "malformed_batch",
+        "malformed_event",
+        "unknown_address",
+        "duplicate_nonsigner",
+    ]
+    .iter()
+    .map(|r| metric("events_rejected_total", r))
+    .collect();
+    for (k, (b, a)) in before.iter().zip(&after).enumerate() {
+        let min = if k == 5 { 6 } else { 3 };
+        assert!(a - b >= min, "reason #{k}: {b} -> {a}");
+    }
+    // Current states.
+    let (_, targets) = c.get(1, "/v1/targets").await;
+    assert_eq!(targets[0]["state"], "up");
+    assert_eq!(targets[0]["since"], 1_100);
+    assert_eq!(targets[1]["state"], "down");
+    assert_eq!(targets[1]["since"], 1_005);
+
+    // Downtime answers, signed.
+    let (status, d) = c
+        .get(
+            2,
+            &format!("/downtime?address={a0}&from_timestamp=0&to_timestamp=2000"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(d["total_downtime_seconds"], 100);
+    let msg = format!("Address: {a0}, Downtime: 100, From: 0, To: 2000");
+    let sig = Signature::from_hex(d["signature"].as_str().unwrap()).unwrap();
+    assert!(sig.verify(&n3.sk.public_key(), msg.as_bytes()));
+    // The interval table and the epoch summary agree.
+    let (_, iv) = c
+        .get(0, &format!("/v1/intervals?address={a0}&from=0&to=2000"))
+        .await;
+    let rows: Vec<(String, i64, Option<i64>)> = iv
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["state"].as_str().unwrap().to_owned(),
+                r["start"].as_i64().unwrap(),
+                r["end"].as_i64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("up".into(), 0, Some(1_000)),
+            ("down".into(), 1_000, Some(1_100)),
+            ("up".into(), 1_100, None)
+        ]
+    );
+
+    // An aggregate proof from a quorum of the replicas verifies as a third party would.
+    let (status, agg) = c
+        .get(
+            0,
+            &format!("/aggregate_downtime?address={a0}&from_timestamp=0&to_timestamp=2000"),
+        )
+        .await;
+    assert_eq!(status, 200, "{agg}");
+    assert_eq!(agg["non_signing_nodes"], json!([]));
+    let apk =
+        PublicKey::aggregate(&c.ids.iter().map(|i| i.sk.public_key()).collect::<Vec<_>>()).unwrap();
+    let sig = Signature::from_hex(agg["aggregated_signature"].as_str().unwrap()).unwrap();
+    assert!(sig.verify(&apk, msg.as_bytes()));
+    // Unknown address and bad ranges.
+    assert_eq!(
+        c.get(0, "/downtime?address=nope&from_timestamp=0&to_timestamp=1")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        c.get(
+            0,
+            &format!("/downtime?address={a0}&from_timestamp=5&to_timestamp=1")
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        c.get(
+            0,
+            &format!("/downtime?address={a0}&from_timestamp=x&to_timestamp=1")
+        )
+        .await
+        .0,
+        422
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_resumes_at_its_cursor_without_gaps_or_duplicates() {
+    let mut c = Cluster::start(3, 1).await;
+    let ids: Vec<&Identity> = c.ids.iter().collect();
+    let a = Cluster::address(0);
+    let mut ts = 10_000;
+    let mut state = "down";
+    for _ in 0..20 {
+        c.submit(&json!([signed_event(&ids, &[], &a, state, ts)]).to_string())
+            .await;
+        ts += 10;
+        state = if state == "down" { "up" } else { "down" };
+    }
+    c.settle().await;
+    c.stop_node(2).await;
+    let ids: Vec<&Identity> = c.ids.iter().collect();
+    for _ in 0..20 {
+        c.submit(&json!([signed_event(&ids, &[], &a, state, ts)]).to_string())
+            .await;
+        ts += 10;
+        state = if state == "down" { "up" } else { "down" };
+    }
+    c.settle().await;
+    c.restart_node(2).await;
+    c.settle().await;
+    let p0 = c.position(0).await;
+    let p2 = c.position(2).await;
+    assert_eq!(p0["events_count"], 40);
+    assert_eq!(
+        p2,
+        json!({"node_id": "Node3", "index": p0["index"], "chaining_hash": p0["chaining_hash"],
+                          "events_digest": p0["events_digest"], "events_count": 40})
+    );
+    // /ready says so.
+    eventually(10, "node 3 ready", || async {
+        c.get(2, "/ready").await.0 == 200
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_attestations_are_fresh_signed_probes() {
+    let c = Cluster::start(2, 1).await;
+    let a = Cluster::address(0);
+    let now = livenessd::prober::now_secs();
+    let (status, att) = c
+        .get(0, &format!("/state?address={a}&timestamp={now}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(att["state"], "up");
+    let msg = format!("Address: {a}, State: up, Timestamp: {now}");
+    let sig = Signature::from_hex(att["signature"].as_str().unwrap()).unwrap();
+    assert!(sig.verify(&c.ids[0].sk.public_key(), msg.as_bytes()));
+    // The node probes at the moment of the request.
+    c.targets[0].set(503);
+    let (_, att) = c
+        .get(1, &format!("/state?address={a}&timestamp={now}"))
+        .await;
+    assert_eq!(att["state"], "down");
+    c.targets[0].set(206);
+    let (_, att) = c
+        .get(1, &format!("/state?address={a}&timestamp={now}"))
+        .await;
+    assert_eq!(att["state"], "up", "206 is up (degraded)");
+    // Drift and unknown addresses.
+    let (status, body) = c
+        .get(0, &format!("/state?address={a}&timestamp={}", now - 60))
+        .await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"detail": "Timestamp drift too large"}))
+    );
+    let (status, body) = c
+        .get(0, &format!("/state?address=0xNobody&timestamp={now}"))
+        .await;
+    assert_eq!(
+        (status, body),
+        (404, json!({"detail": "Address not found"}))
+    );
+    assert_eq!(c.get(0, &format!("/state?address={a}")).await.0, 422);
+    // The local view follows the damped probes.
+    c.targets[0].set(500);
+    eventually(10, "local view down", || async {
+        c.get(0, "/v1/targets").await.1[0]["local"]["state"] == "down"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_made_by_the_reference_node_is_verified_and_applied() {
+    // The reference node's keys (zsequencer downtime-monitoring example) and an
+    // aggregate made by blspy, from the vectors.
+    let v = vector("bls12381_pop.json");
+    let key = |n: &str| {
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    // A state event signed by all three with blspy: agg_all over "state_up".
+    let agg_all = v["aggregates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "agg_all")
+        .unwrap();
+    let text = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "state_up")
+        .unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // "Address: 0xNodeA123, State: up, Timestamp: 1700000000"
+    let ts: i64 = text.rsplit(' ').next().unwrap().parse().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_seq, seq_srv) = start_devseq(devseq_config(&dir.path().join("seq")), any_port()).await;
+    let target = FakeTarget::start();
+    let node_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // The reference monitoring_nodes.json: no proofs of possession.
+    let nodes_file = dir.path().join("monitoring_nodes.json");
+    let reference: serde_json::Map<String, Value> = ["Node1", "Node2", "Node3"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let url = if i == 0 {
+                node_url(node_addr)
+            } else {
+                format!("http://127.0.0.1:{}", 1 + i)
+            };
+            (n.to_string(), json!({"url": url, "pubkey": key(n)["pk"]}))
+        })
+        .collect();
+    std::fs::write(&nodes_file, serde_json::to_string(&reference).unwrap()).unwrap();
+    let key_file = dir.path().join("node1.key");
+    livenessd::keyfile::write_secret(&key_file, key("Node1")["sk"].as_str().unwrap()).unwrap();
+    let toml = format!(
+        r#"
+node_id = "Node1"
+listen = "{node_addr}"
+database = "node1.sqlite"
+bls_key_file = "node1.key"
+monitoring_nodes_file = "monitoring_nodes.json"
+[[targets]]
+address = "0xNodeA123"
+http = "{}"
+[zellular]
+operators_file = "seq/operators.json"
+poll_max_ms = 50
+"#,
+        target.url
+    );
+    let cfg_path = dir.path().join("node.toml");
+    std::fs::write(&cfg_path, toml).unwrap();
+    // Without an explicit opt-in, keys without a proof of possession are refused.
+    let cfg = NodeConfig::load(Some(&cfg_path), &Default::default()).unwrap();
+    let err = Node::open(cfg).await.err().unwrap();
+    assert!(
+        format!("{err:#}").contains("Node1 has no proof of possession"),
+        "{err:#}"
+    );
+    // With it, the node starts (and warns).
+    std::fs::write(
+        &cfg_path,
+        std::fs::read_to_string(&cfg_path).unwrap().replace(
+            "monitoring_nodes_file",
+            "allow_without_pop = [\"Node1\", \"Node2\", \"Node3\"]\nmonitoring_nodes_file",
+        ),
+    )
+    .unwrap();
+    let cfg = NodeConfig::load(Some(&cfg_path), &Default::default()).unwrap();
+    let node = Node::open(cfg).await.unwrap();
+    let stop = CancellationToken::new();
+    let listener = bind(node_addr);
+    let t = stop.clone();
+    let task = tokio::spawn(async move { node.run(listener, t).await.unwrap() });
+
+    // The reference event shape, as its handle_state_change builds it: first a
+    // down (a fresh aggregate by Node1..3, as blspy would make it), then blspy's own up.
+    let down_msg = format!("Address: 0xNodeA123, State: down, Timestamp: {}", ts - 100);
+    let sks: Vec<livenessd::crypto::bls::SecretKey> = ["Node1", "Node2", "Node3"]
+        .iter()
+        .map(|n| {
+            livenessd::crypto::bls::SecretKey::from_hex(key(n)["sk"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    let down_sig = Signature::aggregate(
+        &sks.iter()
+            .map(|k| k.sign(down_msg.as_bytes()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let events = json!([
+        {"address": "0xNodeA123", "state": "down", "timestamp": ts - 100,
+         "aggregated_signature": down_sig.to_hex(), "non_signing_nodes": []},
+        {"address": "0xNodeA123", "state": "up", "timestamp": ts,
+         "aggregated_signature": agg_all["aggregate_signature"], "non_signing_nodes": []},
+    ]);
+    let client = Client::new(ClientConfig::new("livenessd", vec![seq_srv.url.clone()]));
+    client.submit(&events.to_string()).await.unwrap();
+    let http = reqwest::Client::new();
+    eventually(20, "both events applied", || async {
+        let p: Value = http
+            .get(format!("{}/v1/position", node_url(node_addr)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        p["events_count"] == 2
+    })
+    .await;
+    let d: Value = http
+        .get(format!(
+            "{}/downtime?address=0xNodeA123&from_timestamp=0&to_timestamp={ts}",
+            node_url(node_addr)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["total_downtime_seconds"], 100);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_config_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |body: &str| -> PathBuf {
+        let p = dir.path().join("node.toml");
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let base = r#"
+node_id = "Node1"
+[[monitoring_nodes]]
+id = "Node1"
+url = "http://127.0.0.1:7001"
+pubkey = "aa"
+[zellular]
+operators_file = "ops.json"
+"#;
+    let err = |body: &str| {
+        NodeConfig::load(Some(&write(body)), &Default::default())
+            .unwrap_err()
+            .to_string()
+    };
+    NodeConfig::load(Some(&write(base)), &Default::default()).unwrap();
+    assert!(err(&base.replace("node_id = \"Node1\"", "node_id = \"Node7\"")).contains("node_id"));
+    assert!(err(&format!("{base}\n[probe]\ninterval_ms = 0\n")).contains("probe.interval_ms"));
+    assert!(err(&format!("{base}\n[probe]\ninterval_ms = \"soon\"\n")).contains("interval_ms"));
+    assert!(err(&format!("quorum_threshold = \"3/2\"\n{base}")).contains("quorum_threshold"));
+    assert!(err(&format!("bogus_key = 1\n{base}")).contains("bogus_key"));
+    assert!(err(&format!("{base}\n[[targets]]\naddress = \"a\"\n")).contains("targets[0]"));
+    assert!(err(&format!(
+        "{base}\n[[targets]]\naddress = \"a\"\ntcp = \"nohost\"\n"
+    ))
+    .contains("targets[0].tcp"));
+    assert!(
+        err(&base.replace("url = \"http://127.0.0.1:7001\"", "url = \"ftp://x\""))
+            .contains("monitoring_nodes[0].url")
+    );
+    // CLI flags override the file.
+    let cli = livenessd::config::CliOverrides {
+        listen: Some("127.0.0.1:9999".parse().unwrap()),
+        ..Default::default()
+    };
+    let cfg = NodeConfig::load(Some(&write(base)), &cli).unwrap();
+    assert_eq!(cfg.listen.port(), 9999);
+    assert_eq!(
+        cfg.zellular.operators_file.unwrap(),
+        dir.path().join("ops.json"),
+        "relative to the file"
+    );
+}
+
+#[test]
+fn the_example_config_documents_every_key() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/node.toml.example")).unwrap();
+    let defaults = serde_json::to_value(NodeConfig::default()).unwrap();
+    fn keys(v: &Value, out: &mut Vec<String>) {
+        if let Value::Object(m) = v {
+            for (k, v) in m {
+                out.push(k.clone());
+                keys(v, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys(&defaults, &mut all);
+    for k in [
+        "id", "url", "pubkey", "pop", "stake", "address", "http", "tcp",
+    ] {
+        all.push(k.into());
+    }
+    for k in all {
+        assert!(
+            example
+                .lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{k} "))
+                    || l.contains(&format!("[{k}]"))),
+            "node.toml.example does not document {k}"
+        );
+    }
+    // And it loads as it is.
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/node.toml.example"));
+    let cfg = NodeConfig::load(Some(&path), &Default::default()).unwrap();
+    assert_eq!(cfg.node_id, "Node1");
+    assert_eq!(cfg.targets.len(), 1);
+}
+
+#[test]
+fn keygen_writes_a_private_key_file_and_prints_a_valid_pop() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.key");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_livenessd"))
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let pk = PublicKey::from_hex(v["pubkey"].as_str().unwrap()).unwrap();
+    assert!(pk.verify_pop(&Signature::from_hex(v["pop"].as_str().unwrap()).unwrap()));
+    assert!(!String::from_utf8_lossy(&out.stdout)
+        .contains(std::fs::read_to_string(&path).unwrap().trim()));
+    // Never overwrites.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_livenessd"))
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    // A key file others can read is refused.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = livenessd::signer::Signer::from_file(&path).err().unwrap();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+}
