@@ -303,6 +303,17 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
         ]
     );
 
+    // Epoch 0 is [0, 86400): one outage of 100 s.
+    let (_, ep) = c.get(1, &format!("/v1/epochs/0?address={a0}")).await;
+    assert_eq!(ep[0]["downtime_seconds"], 100);
+    assert_eq!(ep[0]["outages"], 1);
+    assert_eq!(ep[0]["end"], 86_400);
+    assert!((ep[0]["uptime_percent"].as_f64().unwrap() - 100.0 * 86_300.0 / 86_400.0).abs() < 1e-9);
+    let (_, ep) = c.get(1, &format!("/v1/epochs/0?address={a1}")).await;
+    assert_eq!((ep[0]["downtime_seconds"].as_i64(), ep[0]["outages"].as_u64()), (Some(86_400 - 1_005), Some(1)));
+    let (_, ep) = c.get(1, &format!("/v1/epochs/1?address={a1}")).await;
+    assert_eq!(ep[0]["outages"], 1, "an outage running into the epoch counts");
+
     // An aggregate proof from a quorum of the replicas verifies as a third party would.
     let (status, agg) = c
         .get(
@@ -666,6 +677,31 @@ fn the_example_config_documents_every_key() {
     let cfg = NodeConfig::load(Some(&path), &Default::default()).unwrap();
     assert_eq!(cfg.node_id, "Node1");
     assert_eq!(cfg.targets.len(), 1);
+}
+
+#[test]
+fn environment_overrides_the_file_and_errors_name_the_field() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_livenessd"))
+        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/node.toml.example")])
+        .env("LIVENESSD_PROBE__INTERVAL_MS", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("probe.interval_ms: must be positive"), "{err}");
+}
+
+#[test]
+fn a_bad_proof_of_possession_stops_the_node_naming_the_key() {
+    let (a, b) = (Identity::new(1), Identity::new(2));
+    let mut nodes = vec![a.monitoring_node("http://127.0.0.1:1"), b.monitoring_node("http://127.0.0.1:2")];
+    nodes[1].pop = nodes[0].pop.clone();
+    let err = livenessd::events::MonitorSet::new(&nodes, &[], livenessd::config::Threshold::TWO_THIRDS).unwrap_err();
+    assert!(err.to_string().contains("Node2: bad proof of possession"), "{err}");
+    nodes[1].pop = None;
+    let err = livenessd::events::MonitorSet::new(&nodes, &[], livenessd::config::Threshold::TWO_THIRDS).unwrap_err();
+    assert!(err.to_string().contains("Node2 has no proof of possession"), "{err}");
+    livenessd::events::MonitorSet::new(&nodes, &["Node2".into()], livenessd::config::Threshold::TWO_THIRDS).unwrap();
 }
 
 #[test]
