@@ -43,6 +43,48 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     /// Also run the aggregator (`--role aggregator`).
     pub aggregator: bool,
+    pub aggregation: AggregationConfig,
+}
+
+/// Aggregator timing (used with `aggregator = true`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationConfig {
+    /// Wait this long for a posted event to be applied before posting a fresh proof.
+    pub confirm_timeout_ms: u64,
+    /// First pause after an attempt without quorum (or with the sequencer down); doubles.
+    pub retry_initial_ms: u64,
+    /// Longest pause between attempts.
+    pub retry_max_ms: u64,
+    /// Random wait before the first attempt, so concurrent aggregators rarely both post.
+    pub start_jitter_ms: u64,
+    /// How often the local view and the replica are compared.
+    pub reconcile_interval_ms: u64,
+}
+
+impl Default for AggregationConfig {
+    fn default() -> Self {
+        AggregationConfig {
+            confirm_timeout_ms: 30_000,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 60_000,
+            start_jitter_ms: 300,
+            reconcile_interval_ms: 5_000,
+        }
+    }
+}
+
+impl AggregationConfig {
+    pub fn to_runtime(&self) -> crate::aggregator::AggregatorConfig {
+        use std::time::Duration;
+        crate::aggregator::AggregatorConfig {
+            confirm_timeout: Duration::from_millis(self.confirm_timeout_ms),
+            retry_initial: Duration::from_millis(self.retry_initial_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_initial_ms)),
+            start_jitter: Duration::from_millis(self.start_jitter_ms),
+            reconcile_interval: Duration::from_millis(self.reconcile_interval_ms.max(1)),
+        }
+    }
 }
 
 /// One monitoring node.
@@ -170,6 +212,7 @@ impl Default for NodeConfig {
             epoch: EpochConfig::default(),
             http: HttpConfig::default(),
             aggregator: false,
+            aggregation: AggregationConfig::default(),
         }
     }
 }
@@ -491,6 +534,12 @@ impl NodeConfig {
             return Err(invalid(
                 "probe.failures_to_down",
                 "and successes_to_up must be at least 1",
+            ));
+        }
+        if self.aggregation.reconcile_interval_ms == 0 {
+            return Err(invalid(
+                "aggregation.reconcile_interval_ms",
+                "must be positive",
             ));
         }
         if self.epoch.length_secs == 0 {

@@ -129,6 +129,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/intervals", get(intervals))
         .route("/v1/epochs/{epoch}", get(epoch_summary))
         .route("/v1/position", get(position))
+        .route("/v1/events", get(events))
         .route("/metrics", get(|| async { metrics::render() }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -375,4 +376,29 @@ async fn position(State(s): State<AppState>) -> Result<Json<serde_json::Value>, 
         "events_digest": p.events_digest,
         "events_count": p.events_count,
     })))
+}
+
+/// Applied events with their quorum proofs, in log order (`after` = last seq seen).
+async fn events(
+    State(s): State<AppState>,
+    Query(q): Params,
+) -> Result<Json<serde_json::Value>, Error> {
+    let after = opt_int(&q, "after", 0)?;
+    let limit = opt_int(&q, "limit", 1000)?.clamp(1, 10_000) as u32;
+    let rows = s
+        .store
+        .events(q.get("address").map(String::as_str), after, limit)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let out: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(seq, index, e)| {
+            json!({
+                "seq": seq, "zellular_index": index,
+                "address": e.address, "state": e.state, "timestamp": e.timestamp,
+                "aggregated_signature": e.aggregated_signature, "non_signing_nodes": e.non_signing_nodes,
+            })
+        })
+        .collect();
+    Ok(Json(json!(out)))
 }

@@ -13,12 +13,14 @@
 //! - [`signer`]: the only holder of the BLS secret key.
 //! - [`replicator`]: finalized batches → verified events → the replica.
 //! - [`answers`]: downtime, interval table, epoch summaries from the replica.
+//! - [`aggregator`]: quorum proofs of confirmed changes, posted to Zellular.
 //! - [`http`]: the node's HTTP API; [`node`]: wiring and supervision.
 //! - [`store`]: SQLite persistence; the only module that issues SQL.
 //! - [`keyfile`]: secret key files with safe permissions.
 //! - [`metrics`]: counters for every rejected input, served at `/metrics`.
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::main`].
 
+pub mod aggregator;
 pub mod answers;
 pub mod cli;
 pub mod config;

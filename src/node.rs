@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::aggregator::Aggregator;
 use crate::answers::Answers;
 use crate::config::NodeConfig;
 use crate::events::MonitorSet;
@@ -28,6 +29,7 @@ pub struct Node {
     cfg: NodeConfig,
     state: AppState,
     replicator: Replicator,
+    client: Client,
 }
 
 /// The sequencer's operator set and the gateways to use, from the config.
@@ -105,7 +107,7 @@ impl Node {
             store.clone(),
             monitors.clone(),
             &addresses,
-            client,
+            client.clone(),
             operators,
             caught_up.clone(),
         )
@@ -125,6 +127,7 @@ impl Node {
             cfg,
             state,
             replicator,
+            client,
         })
     }
 
@@ -139,6 +142,7 @@ impl Node {
             cfg,
             state,
             replicator,
+            client,
         } = self;
         let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let router = http::app(state.clone(), cfg.http.max_body_bytes).layer(
@@ -165,7 +169,25 @@ impl Node {
             prober.run(s).await;
             ("prober", Ok(()))
         });
-        tracing::info!(node = %cfg.node_id, listen = %cfg.listen, targets = cfg.targets.len(), "node running");
+        if cfg.aggregator {
+            let agg = Aggregator::new(
+                cfg.node_id.clone(),
+                state.monitors.clone(),
+                state.prober.clone(),
+                state.signer.clone(),
+                state.store.clone(),
+                client,
+                Duration::from_millis(cfg.http.peer_timeout_ms),
+                cfg.aggregation.to_runtime(),
+            );
+            let s = stop.clone();
+            tasks.spawn(async move {
+                agg.run(s).await;
+                ("aggregator", Ok(()))
+            });
+        }
+        tracing::info!(node = %cfg.node_id, listen = %cfg.listen, targets = cfg.targets.len(),
+            aggregator = cfg.aggregator, "node running");
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {
             let (name, r) = match joined {

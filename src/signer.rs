@@ -77,6 +77,15 @@ impl Signer {
         obs: &Observation,
         timestamp: i64,
     ) -> Result<StateAttestation, DriftError> {
+        self.attest_signed(obs, timestamp).map(|(a, _)| a)
+    }
+
+    /// [`Signer::attest`], also returning the signature itself (for aggregation).
+    pub fn attest_signed(
+        &self,
+        obs: &Observation,
+        timestamp: i64,
+    ) -> Result<(StateAttestation, Signature), DriftError> {
         if (obs.at() - timestamp).abs() > MAX_TIMESTAMP_DRIFT {
             return Err(DriftError {
                 requested: timestamp,
@@ -86,25 +95,13 @@ impl Signer {
         let sig = self
             .sk
             .sign(state_message(obs.address(), obs.state(), timestamp).as_bytes());
-        Ok(StateAttestation {
+        let att = StateAttestation {
             address: obs.address().to_owned(),
             state: obs.state(),
             timestamp,
             signature: sig.to_hex(),
-        })
-    }
-
-    /// The raw signature of an attestation (for aggregation by this node).
-    pub fn attest_signature(
-        &self,
-        obs: &Observation,
-        timestamp: i64,
-    ) -> Result<Signature, DriftError> {
-        let a = self.attest(obs, timestamp)?;
-        Signature::from_hex(&a.signature).map_err(|_| DriftError {
-            requested: timestamp,
-            observed: obs.at(),
-        })
+        };
+        Ok((att, sig))
     }
 
     /// Signs a downtime this node computed from its replica.

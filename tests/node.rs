@@ -3,185 +3,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
+use common::cluster::{node_url, Cluster};
 use common::*;
-use livenessd::config::{NodeConfig, Target};
+use livenessd::config::NodeConfig;
 use livenessd::crypto::bls::{PublicKey, Signature};
-use livenessd::devseq::DevSequencer;
 use livenessd::node::Node;
 use livenessd::zellular::{Client, ClientConfig};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    _seq: DevSequencer,
-    seq_srv: Running,
-    ids: Vec<Identity>,
-    addrs: Vec<SocketAddr>,
-    nodes: Vec<Option<Running>>,
-    targets: Vec<FakeTarget>,
-    client: Client,
-    http: reqwest::Client,
-}
-
-fn node_url(a: SocketAddr) -> String {
-    format!("http://{a}")
-}
-
-impl Cluster {
-    async fn start(n_nodes: u8, n_targets: usize) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let (seq, seq_srv) = start_devseq(devseq_config(&dir.path().join("seq")), any_port()).await;
-        let ids: Vec<Identity> = (1..=n_nodes).map(Identity::new).collect();
-        // Reserve a port per node.
-        let addrs = (0..n_nodes)
-            .map(|_| {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-            })
-            .collect();
-        let targets = (0..n_targets).map(|_| FakeTarget::start()).collect();
-        let mut cc = ClientConfig::new("livenessd", vec![seq_srv.url.clone()]);
-        cc.retry_initial = Duration::from_millis(10);
-        let mut c = Cluster {
-            dir,
-            _seq: seq,
-            seq_srv,
-            ids,
-            addrs,
-            nodes: Vec::new(),
-            targets,
-            client: Client::new(cc),
-            http: reqwest::Client::new(),
-        };
-        for i in 0..n_nodes as usize {
-            let r = c.run_node(i).await;
-            c.nodes.push(Some(r));
-        }
-        c
-    }
-
-    fn address(t: usize) -> String {
-        format!("0xNode{t}")
-    }
-
-    fn config(&self, i: usize) -> NodeConfig {
-        let key_file = self.dir.path().join(format!("node{i}.key"));
-        if !key_file.exists() {
-            livenessd::keyfile::write_secret(&key_file, &self.ids[i].sk.to_hex()).unwrap();
-        }
-        let mut cfg = NodeConfig {
-            node_id: self.ids[i].id.clone(),
-            listen: self.addrs[i],
-            database: self.dir.path().join(format!("node{i}.sqlite")),
-            bls_key_file: key_file,
-            monitoring_nodes: self
-                .ids
-                .iter()
-                .zip(&self.addrs)
-                .map(|(id, a)| id.monitoring_node(&node_url(*a)))
-                .collect(),
-            targets: self
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(t, ft)| Target {
-                    address: Self::address(t),
-                    http: Some(ft.url.clone()),
-                    tcp: None,
-                })
-                .collect(),
-            ..Default::default()
-        };
-        cfg.zellular.operators_file = Some(self.dir.path().join("seq/operators.json"));
-        cfg.zellular.poll_max_ms = 50;
-        cfg.probe.interval_ms = 100;
-        cfg.probe.timeout_ms = 500;
-        cfg.probe.jitter_ms = 0;
-        cfg.validate().unwrap();
-        cfg
-    }
-
-    async fn run_node(&self, i: usize) -> Running {
-        let cfg = self.config(i);
-        let listener = bind(self.addrs[i]);
-        let node = Node::open(cfg).await.unwrap();
-        let stop = CancellationToken::new();
-        let token = stop.clone();
-        let task = tokio::spawn(async move {
-            node.run(listener, token).await.unwrap();
-        });
-        Running {
-            addr: self.addrs[i],
-            url: node_url(self.addrs[i]),
-            stop,
-            task,
-        }
-    }
-
-    async fn stop_node(&mut self, i: usize) {
-        if let Some(r) = self.nodes[i].take() {
-            r.shutdown().await;
-        }
-    }
-
-    async fn restart_node(&mut self, i: usize) {
-        let r = self.run_node(i).await;
-        self.nodes[i] = Some(r);
-    }
-
-    async fn submit(&self, batch: &str) {
-        self.client.submit(batch).await.unwrap();
-    }
-
-    async fn get(&self, i: usize, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", node_url(self.addrs[i])))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn position(&self, i: usize) -> Value {
-        self.get(i, "/v1/position").await.1
-    }
-
-    /// Waits until every running node has applied up to the sequencer's last index.
-    async fn settle(&self) {
-        let last: Value = self
-            .http
-            .get(format!("{}/node/state", self.seq_srv.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let want = last["data"]["apps"]["livenessd"]["last_sequenced_index"]
-            .as_u64()
-            .unwrap_or(0);
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].is_none() {
-                continue;
-            }
-            eventually(
-                20,
-                &format!("node {i} reaches index {want}"),
-                || async move { self.position(i).await["index"].as_u64() == Some(want) },
-            )
-            .await;
-        }
-    }
-}
 
 fn metric(name: &str, reason: &str) -> u64 {
     livenessd::metrics::get(name, &[("reason", reason)])
@@ -310,9 +141,18 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
     assert_eq!(ep[0]["end"], 86_400);
     assert!((ep[0]["uptime_percent"].as_f64().unwrap() - 100.0 * 86_300.0 / 86_400.0).abs() < 1e-9);
     let (_, ep) = c.get(1, &format!("/v1/epochs/0?address={a1}")).await;
-    assert_eq!((ep[0]["downtime_seconds"].as_i64(), ep[0]["outages"].as_u64()), (Some(86_400 - 1_005), Some(1)));
+    assert_eq!(
+        (
+            ep[0]["downtime_seconds"].as_i64(),
+            ep[0]["outages"].as_u64()
+        ),
+        (Some(86_400 - 1_005), Some(1))
+    );
     let (_, ep) = c.get(1, &format!("/v1/epochs/1?address={a1}")).await;
-    assert_eq!(ep[0]["outages"], 1, "an outage running into the epoch counts");
+    assert_eq!(
+        ep[0]["outages"], 1,
+        "an outage running into the epoch counts"
+    );
 
     // An aggregate proof from a quorum of the replicas verifies as a third party would.
     let (status, agg) = c
@@ -682,7 +522,10 @@ fn the_example_config_documents_every_key() {
 #[test]
 fn environment_overrides_the_file_and_errors_name_the_field() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_livenessd"))
-        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/node.toml.example")])
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/node.toml.example"),
+        ])
         .env("LIVENESSD_PROBE__INTERVAL_MS", "0")
         .output()
         .unwrap();
@@ -694,14 +537,32 @@ fn environment_overrides_the_file_and_errors_name_the_field() {
 #[test]
 fn a_bad_proof_of_possession_stops_the_node_naming_the_key() {
     let (a, b) = (Identity::new(1), Identity::new(2));
-    let mut nodes = vec![a.monitoring_node("http://127.0.0.1:1"), b.monitoring_node("http://127.0.0.1:2")];
+    let mut nodes = vec![
+        a.monitoring_node("http://127.0.0.1:1"),
+        b.monitoring_node("http://127.0.0.1:2"),
+    ];
     nodes[1].pop = nodes[0].pop.clone();
-    let err = livenessd::events::MonitorSet::new(&nodes, &[], livenessd::config::Threshold::TWO_THIRDS).unwrap_err();
-    assert!(err.to_string().contains("Node2: bad proof of possession"), "{err}");
+    let err =
+        livenessd::events::MonitorSet::new(&nodes, &[], livenessd::config::Threshold::TWO_THIRDS)
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("Node2: bad proof of possession"),
+        "{err}"
+    );
     nodes[1].pop = None;
-    let err = livenessd::events::MonitorSet::new(&nodes, &[], livenessd::config::Threshold::TWO_THIRDS).unwrap_err();
-    assert!(err.to_string().contains("Node2 has no proof of possession"), "{err}");
-    livenessd::events::MonitorSet::new(&nodes, &["Node2".into()], livenessd::config::Threshold::TWO_THIRDS).unwrap();
+    let err =
+        livenessd::events::MonitorSet::new(&nodes, &[], livenessd::config::Threshold::TWO_THIRDS)
+            .unwrap_err();
+    assert!(
+        err.to_string().contains("Node2 has no proof of possession"),
+        "{err}"
+    );
+    livenessd::events::MonitorSet::new(
+        &nodes,
+        &["Node2".into()],
+        livenessd::config::Threshold::TWO_THIRDS,
+    )
+    .unwrap();
 }
 
 #[test]

@@ -227,25 +227,36 @@ impl ReplicaStore {
         r.map(|r| transition(r.get(0), r.get(1))).transpose()
     }
 
-    /// Every applied event of the log, in order (for audits and tests).
-    pub async fn events(&self) -> Result<Vec<(u64, Event)>, StoreError> {
+    /// Applied events in order, `after_seq` exclusive, at most `limit`, optionally of
+    /// one address: `(seq, zellular index, event)`.
+    pub async fn events(
+        &self,
+        address: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, u64, Event)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT zellular_index, address, state, timestamp, aggregated_signature, non_signing_nodes
-             FROM events ORDER BY seq",
+            "SELECT seq, zellular_index, address, state, timestamp, aggregated_signature, non_signing_nodes
+             FROM events WHERE seq > ? AND (? IS NULL OR address = ?) ORDER BY seq LIMIT ?",
         )
+        .bind(after_seq)
+        .bind(address)
+        .bind(address)
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(|r| {
-                let t = transition(r.get(2), r.get(3))?;
-                let ns: String = r.get(5);
+                let t = transition(r.get(3), r.get(4))?;
+                let ns: String = r.get(6);
                 Ok((
-                    r.get::<i64, _>(0) as u64,
+                    r.get::<i64, _>(0),
+                    r.get::<i64, _>(1) as u64,
                     Event {
-                        address: r.get(1),
+                        address: r.get(2),
                         state: t.state,
                         timestamp: t.timestamp,
-                        aggregated_signature: r.get(4),
+                        aggregated_signature: r.get(5),
                         non_signing_nodes: serde_json::from_str(&ns)
                             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     },

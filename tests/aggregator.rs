@@ -1,0 +1,267 @@
+//! The aggregator end to end: 4 nodes (some aggregators) + dev sequencer + targets on
+//! loopback. Detection, recovery, election-free duplicates, partitions, proofs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use common::*;
+use livenessd::config::NodeConfig;
+use livenessd::crypto::bls::{PublicKey, Signature};
+use serde_json::{json, Value};
+
+const INTERVAL_MS: u64 = 200;
+const FAILURES_TO_DOWN: u32 = 3;
+
+fn fast(cfg: &mut NodeConfig) {
+    cfg.probe.interval_ms = INTERVAL_MS;
+    cfg.probe.failures_to_down = FAILURES_TO_DOWN;
+    cfg.probe.successes_to_up = 2;
+    cfg.aggregation.retry_initial_ms = 200;
+    cfg.aggregation.retry_max_ms = 1_000;
+    cfg.aggregation.start_jitter_ms = 100;
+    cfg.aggregation.reconcile_interval_ms = 200;
+    cfg.aggregation.confirm_timeout_ms = 5_000;
+}
+
+async fn state_everywhere(c: &Cluster, target: usize, want: &str) {
+    for i in 0..c.nodes.len() {
+        eventually(
+            20,
+            &format!("node {i} sees target {target} {want}"),
+            || async move { c.get(i, "/v1/targets").await.1[target]["state"] == want },
+        )
+        .await;
+    }
+}
+
+async fn events_of(c: &Cluster, i: usize, address: &str) -> Vec<Value> {
+    c.get(i, &format!("/v1/events?address={address}"))
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn monitor_key(c: &Cluster, id: &str) -> PublicKey {
+    c.ids.iter().find(|x| x.id == id).unwrap().sk.public_key()
+}
+
+fn signers_key(c: &Cluster, nonsigners: &Value) -> (PublicKey, Vec<String>) {
+    let ns: Vec<&str> = nonsigners
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let signers: Vec<&Identity> = c
+        .ids
+        .iter()
+        .filter(|i| !ns.contains(&i.id.as_str()))
+        .collect();
+    let keys: Vec<PublicKey> = signers.iter().map(|i| i.sk.public_key()).collect();
+    (
+        PublicKey::aggregate(&keys).unwrap(),
+        keys.iter().map(|k| k.to_hex()).collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_detected_proven_replicated_and_answered() {
+    // 4 nodes, nodes 0 and 1 aggregate; 3 targets.
+    let c = Cluster::start_with(
+        4,
+        3,
+        Box::new(|i, cfg| {
+            fast(cfg);
+            cfg.aggregator = i < 2;
+        }),
+    )
+    .await;
+    c.settle().await;
+    let a = Cluster::address(1);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // Stop the target: every replica records `down` within failures × interval + a bound.
+    c.targets[1].set(503);
+    let t0 = Instant::now();
+    state_everywhere(&c, 1, "down").await;
+    let detect = t0.elapsed();
+    println!("detection latency: {detect:?}");
+    let bound =
+        Duration::from_millis(INTERVAL_MS * FAILURES_TO_DOWN as u64) + Duration::from_secs(3);
+    assert!(detect <= bound, "down after {detect:?}, bound {bound:?}");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+
+    // Restart it: `up`.
+    c.targets[1].set(200);
+    state_everywhere(&c, 1, "up").await;
+    c.settle().await;
+
+    // The log holds exactly one down and one up, identical on every replica, and
+    // nothing for the targets that stayed up.
+    let first = events_of(&c, 0, &a).await;
+    let states: Vec<&str> = first.iter().map(|e| e["state"].as_str().unwrap()).collect();
+    assert_eq!(states, vec!["down", "up"], "{first:?}");
+    for i in 1..4 {
+        assert_eq!(events_of(&c, i, &a).await, first);
+        assert_eq!(
+            c.position(i).await["events_digest"],
+            c.position(0).await["events_digest"]
+        );
+    }
+    assert!(events_of(&c, 0, &Cluster::address(0)).await.is_empty());
+    assert!(events_of(&c, 0, &Cluster::address(2)).await.is_empty());
+
+    // Each event's proof verifies against the configured keys.
+    let mut items = Vec::new();
+    for e in &first {
+        let (apk, keys) = signers_key(&c, &e["non_signing_nodes"]);
+        let msg = format!(
+            "Address: {a}, State: {}, Timestamp: {}",
+            e["state"].as_str().unwrap(),
+            e["timestamp"]
+        );
+        let sig = Signature::from_hex(e["aggregated_signature"].as_str().unwrap()).unwrap();
+        assert!(sig.verify(&apk, msg.as_bytes()));
+        items.push(json!({"kind": "event", "message": msg, "public_keys": keys, "signature": e["aggregated_signature"]}));
+    }
+
+    // /downtime answers agree on every replica; /aggregate_downtime gives a proof.
+    let to = first[1]["timestamp"].as_i64().unwrap() + 10;
+    let q = format!("address={a}&from_timestamp=0&to_timestamp={to}");
+    let mut seconds = Vec::new();
+    for i in 0..4 {
+        let (status, d) = c.get(i, &format!("/downtime?{q}")).await;
+        assert_eq!(status, 200);
+        seconds.push(d["total_downtime_seconds"].clone());
+        let msg = format!(
+            "Address: {a}, Downtime: {}, From: 0, To: {to}",
+            d["total_downtime_seconds"]
+        );
+        items.push(json!({"kind": "downtime", "message": msg, "public_keys": [c.ids[i].sk.public_key().to_hex()],
+                          "signature": d["signature"]}));
+    }
+    assert!(seconds.windows(2).all(|w| w[0] == w[1]), "{seconds:?}");
+    let expected =
+        first[1]["timestamp"].as_i64().unwrap() - first[0]["timestamp"].as_i64().unwrap();
+    assert_eq!(seconds[0], expected);
+    let (status, agg) = c.get(3, &format!("/aggregate_downtime?{q}")).await;
+    assert_eq!(status, 200, "{agg}");
+    let (apk, keys) = signers_key(&c, &agg["non_signing_nodes"]);
+    let msg = format!("Address: {a}, Downtime: {expected}, From: 0, To: {to}");
+    assert!(
+        Signature::from_hex(agg["aggregated_signature"].as_str().unwrap())
+            .unwrap()
+            .verify(&apk, msg.as_bytes())
+    );
+    items.push(json!({"kind": "aggregate_downtime", "message": msg, "public_keys": keys, "signature": agg["aggregated_signature"]}));
+
+    // A /state attestation.
+    let now = livenessd::prober::now_secs();
+    let (_, st) = c
+        .get(2, &format!("/state?address={a}&timestamp={now}"))
+        .await;
+    items.push(json!({"kind": "state", "message": format!("Address: {a}, State: up, Timestamp: {now}"),
+                      "public_keys": [monitor_key(&c, "Node3").to_hex()], "signature": st["signature"]}));
+    // A proof of possession.
+    items.push(json!({"kind": "pop", "message": "pop", "public_keys": [c.ids[0].sk.public_key().to_hex()],
+                      "signature": c.ids[0].sk.sign(b"pop").to_hex(), "pop": c.ids[0].sk.prove_possession().to_hex()}));
+    blspy_check(&items);
+}
+
+/// Hands the signatures to the reference library when it is available
+/// (scripts/test.sh sets LIVENESSD_BLSPY_PYTHON to the SDK venv's python).
+fn blspy_check(items: &[Value]) {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("blspy-roundtrip.json");
+    std::fs::write(&path, serde_json::to_string_pretty(items).unwrap()).unwrap();
+    let Ok(python) = std::env::var("LIVENESSD_BLSPY_PYTHON") else {
+        println!(
+            "LIVENESSD_BLSPY_PYTHON not set: blspy round trip written to {}",
+            path.display()
+        );
+        return;
+    };
+    let out = std::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/blspy_verify.py"
+        ))
+        .arg(&path)
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "blspy rejected: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_aggregators_one_down_and_one_up() {
+    let c = Cluster::start_with(
+        4,
+        1,
+        Box::new(|i, cfg| {
+            fast(cfg);
+            cfg.aggregator = i < 3;
+            cfg.aggregation.start_jitter_ms = 0; // make them race
+        }),
+    )
+    .await;
+    c.settle().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let a = Cluster::address(0);
+    c.targets[0].set(500);
+    state_everywhere(&c, 0, "down").await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    c.targets[0].set(200);
+    state_everywhere(&c, 0, "up").await;
+    // Let any late duplicate land, then compare.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    c.settle().await;
+    for i in 0..4 {
+        let ev = events_of(&c, i, &a).await;
+        let states: Vec<&str> = ev.iter().map(|e| e["state"].as_str().unwrap()).collect();
+        assert_eq!(states, vec!["down", "up"], "replica {i}: {ev:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_unreachable_from_one_node_is_never_marked_down() {
+    let c = Cluster::start_with(
+        4,
+        1,
+        Box::new(|i, cfg| {
+            fast(cfg);
+            cfg.aggregator = true;
+            if i == 0 {
+                // Node 1 alone cannot reach the target.
+                let dead = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap();
+                cfg.targets[0].http = Some(format!("http://{dead}/health"));
+            }
+        }),
+    )
+    .await;
+    c.settle().await;
+    let before = livenessd::metrics::get("aggregator_no_quorum_total", &[]);
+    // Node 1 sees the target down...
+    eventually(10, "node 1 suspects the target", || async {
+        c.get(0, "/v1/targets").await.1[0]["local"]["state"] == "down"
+    })
+    .await;
+    // ...and keeps failing to find a quorum, for many probe intervals.
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS * 15)).await;
+    assert!(livenessd::metrics::get("aggregator_no_quorum_total", &[]) > before);
+    c.settle().await;
+    for i in 0..4 {
+        assert_eq!(c.get(i, "/v1/targets").await.1[0]["state"], "up");
+        assert_eq!(c.position(i).await["events_count"], 0);
+    }
+}

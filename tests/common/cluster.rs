@@ -1,0 +1,191 @@
+//! A cluster of monitoring nodes in-process: dev sequencer, nodes, fake targets.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use livenessd::config::{NodeConfig, Target};
+use livenessd::devseq::DevSequencer;
+use livenessd::node::Node;
+use livenessd::zellular::{Client, ClientConfig};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub _seq: DevSequencer,
+    pub seq_srv: Running,
+    pub ids: Vec<Identity>,
+    pub addrs: Vec<SocketAddr>,
+    pub nodes: Vec<Option<Running>>,
+    pub targets: Vec<FakeTarget>,
+    pub client: Client,
+    pub http: reqwest::Client,
+    /// Applied to every node's config before it starts.
+    pub tweak: Tweak,
+}
+
+pub type Tweak = Box<dyn Fn(usize, &mut NodeConfig) + Send + Sync>;
+
+pub fn node_url(a: SocketAddr) -> String {
+    format!("http://{a}")
+}
+
+impl Cluster {
+    pub async fn start(n_nodes: u8, n_targets: usize) -> Cluster {
+        Self::start_with(n_nodes, n_targets, Box::new(|_, _| {})).await
+    }
+
+    pub async fn start_with(n_nodes: u8, n_targets: usize, tweak: Tweak) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (seq, seq_srv) = start_devseq(devseq_config(&dir.path().join("seq")), any_port()).await;
+        let ids: Vec<Identity> = (1..=n_nodes).map(Identity::new).collect();
+        // Reserve a port per node.
+        let addrs = (0..n_nodes)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+            })
+            .collect();
+        let targets = (0..n_targets).map(|_| FakeTarget::start()).collect();
+        let mut cc = ClientConfig::new("livenessd", vec![seq_srv.url.clone()]);
+        cc.retry_initial = Duration::from_millis(10);
+        let mut c = Cluster {
+            dir,
+            _seq: seq,
+            seq_srv,
+            ids,
+            addrs,
+            nodes: Vec::new(),
+            targets,
+            client: Client::new(cc),
+            http: reqwest::Client::new(),
+            tweak,
+        };
+        for i in 0..n_nodes as usize {
+            let r = c.run_node(i).await;
+            c.nodes.push(Some(r));
+        }
+        c
+    }
+
+    pub fn address(t: usize) -> String {
+        format!("0xNode{t}")
+    }
+
+    pub fn config(&self, i: usize) -> NodeConfig {
+        let key_file = self.dir.path().join(format!("node{i}.key"));
+        if !key_file.exists() {
+            livenessd::keyfile::write_secret(&key_file, &self.ids[i].sk.to_hex()).unwrap();
+        }
+        let mut cfg = NodeConfig {
+            node_id: self.ids[i].id.clone(),
+            listen: self.addrs[i],
+            database: self.dir.path().join(format!("node{i}.sqlite")),
+            bls_key_file: key_file,
+            monitoring_nodes: self
+                .ids
+                .iter()
+                .zip(&self.addrs)
+                .map(|(id, a)| id.monitoring_node(&node_url(*a)))
+                .collect(),
+            targets: self
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(t, ft)| Target {
+                    address: Self::address(t),
+                    http: Some(ft.url.clone()),
+                    tcp: None,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        cfg.zellular.operators_file = Some(self.dir.path().join("seq/operators.json"));
+        cfg.zellular.poll_max_ms = 50;
+        cfg.probe.interval_ms = 100;
+        cfg.probe.timeout_ms = 500;
+        cfg.probe.jitter_ms = 0;
+        (self.tweak)(i, &mut cfg);
+        cfg.validate().unwrap();
+        cfg
+    }
+
+    pub async fn run_node(&self, i: usize) -> Running {
+        let cfg = self.config(i);
+        let listener = bind(self.addrs[i]);
+        let node = Node::open(cfg).await.unwrap();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            node.run(listener, token).await.unwrap();
+        });
+        Running {
+            addr: self.addrs[i],
+            url: node_url(self.addrs[i]),
+            stop,
+            task,
+        }
+    }
+
+    pub async fn stop_node(&mut self, i: usize) {
+        if let Some(r) = self.nodes[i].take() {
+            r.shutdown().await;
+        }
+    }
+
+    pub async fn restart_node(&mut self, i: usize) {
+        let r = self.run_node(i).await;
+        self.nodes[i] = Some(r);
+    }
+
+    pub async fn submit(&self, batch: &str) {
+        self.client.submit(batch).await.unwrap();
+    }
+
+    pub async fn get(&self, i: usize, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", node_url(self.addrs[i])))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn position(&self, i: usize) -> Value {
+        self.get(i, "/v1/position").await.1
+    }
+
+    /// Waits until every running node has applied up to the sequencer's last index.
+    pub async fn settle(&self) {
+        let last: Value = self
+            .http
+            .get(format!("{}/node/state", self.seq_srv.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let want = last["data"]["apps"]["livenessd"]["last_sequenced_index"]
+            .as_u64()
+            .unwrap_or(0);
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_none() {
+                continue;
+            }
+            eventually(
+                20,
+                &format!("node {i} reaches index {want}"),
+                || async move { self.position(i).await["index"].as_u64() == Some(want) },
+            )
+            .await;
+        }
+    }
+}
