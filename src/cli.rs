@@ -72,6 +72,27 @@ pub enum Command {
     Sequencer(SequencerArgs),
     /// Create a BLS key file (mode 0600); print its public key and proof of possession.
     Keygen(KeygenArgs),
+    /// A whole local network: dev sequencer, N nodes, demo targets (Ctrl-C stops it).
+    Devnet(crate::devnet::DevnetArgs),
+    /// Check an /aggregate_downtime answer or an event offline: exit 0 valid,
+    /// 1 invalid (with the reason), 2 unreadable input.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The proof: an /aggregate_downtime answer, an event, or a JSON list of them.
+    pub file: PathBuf,
+    /// The monitoring nodes, in the reference monitoring_nodes.json format
+    /// (with proofs of possession; a devnet writes DIR/nodes.json).
+    #[arg(long)]
+    pub nodes: PathBuf,
+    /// Fraction of stake that must have signed.
+    #[arg(long, default_value = "2/3")]
+    pub threshold: String,
+    /// Accept keys that come without a proof of possession (unsafe).
+    #[arg(long)]
+    pub allow_without_pop: bool,
 }
 
 #[derive(Debug, Args)]
@@ -140,7 +161,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Sequencer(a)) => run_sequencer(a).await,
         Some(Command::Keygen(a)) => keygen(a),
+        Some(Command::Devnet(a)) => crate::devnet::run(a, shutdown_token()).await,
+        Some(Command::Verify(a)) => Ok(verify(a)),
         None => run_node(cli.node).await,
+    }
+}
+
+fn verify(a: VerifyArgs) -> ExitCode {
+    use crate::verify::{verify_file, Verdict};
+    let Some(threshold) = crate::config::Threshold::parse(&a.threshold) else {
+        eprintln!(
+            "unreadable: --threshold {:?} is not a fraction such as 2/3",
+            a.threshold
+        );
+        return ExitCode::from(2);
+    };
+    match verify_file(&a.file, &a.nodes, threshold, a.allow_without_pop) {
+        Ok(Verdict::Valid(s)) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Ok(Verdict::Invalid(why)) => {
+            println!("invalid: {why}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unreadable: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -281,6 +281,45 @@ fn invalid(field: impl Into<String>, why: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Reads monitoring nodes in the reference `monitoring_nodes.json` format:
+/// `{"Node1": {"url": ..., "pubkey": ...}, ...}`, with optional `pop` and `stake`.
+pub fn load_reference_nodes(path: &Path) -> Result<Vec<MonitoringNode>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
+    let nodes: BTreeMap<String, ReferenceNode> =
+        serde_json::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            why: format!("not a monitoring_nodes.json map of id → {{url, pubkey}}: {e}"),
+        })?;
+    Ok(nodes
+        .into_iter()
+        .map(|(id, n)| MonitoringNode {
+            id,
+            url: n.url,
+            pubkey: n.pubkey,
+            pop: n.pop,
+            stake: n.stake,
+        })
+        .collect())
+}
+
+/// Writes monitoring nodes in the reference `monitoring_nodes.json` format (with
+/// the `pop` and `stake` extensions, which the reference node ignores).
+pub fn reference_nodes_json(nodes: &[MonitoringNode]) -> String {
+    let map: BTreeMap<&str, serde_json::Value> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.id.as_str(),
+                serde_json::json!({"url": n.url, "pubkey": n.pubkey, "pop": n.pop, "stake": n.stake}),
+            )
+        })
+        .collect();
+    serde_json::to_string_pretty(&map).expect("nodes serialise")
+}
+
 /// Command-line overrides (the top layer).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CliOverrides {
@@ -376,29 +415,14 @@ impl NodeConfig {
         let Some(path) = &self.monitoring_nodes_file else {
             return Ok(());
         };
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?;
-        let nodes: BTreeMap<String, ReferenceNode> =
-            serde_json::from_str(&text).map_err(|e| ConfigError::File {
-                path: path.display().to_string(),
-                why: format!("not a monitoring_nodes.json map of id → {{url, pubkey}}: {e}"),
-            })?;
-        for (id, n) in nodes {
-            if self.monitoring_nodes.iter().any(|m| m.id == id) {
+        for n in load_reference_nodes(path)? {
+            if self.monitoring_nodes.iter().any(|m| m.id == n.id) {
                 return Err(invalid(
                     "monitoring_nodes",
-                    format!("{id} is in both node.toml and {}", path.display()),
+                    format!("{} is in both node.toml and {}", n.id, path.display()),
                 ));
             }
-            self.monitoring_nodes.push(MonitoringNode {
-                id,
-                url: n.url,
-                pubkey: n.pubkey,
-                pop: n.pop,
-                stake: n.stake,
-            });
+            self.monitoring_nodes.push(n);
         }
         Ok(())
     }

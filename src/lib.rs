@@ -18,6 +18,8 @@
 //! - [`store`]: SQLite persistence; the only module that issues SQL.
 //! - [`keyfile`]: secret key files with safe permissions.
 //! - [`metrics`]: counters for every rejected input, served at `/metrics`.
+//! - [`devnet`]: `livenessd devnet`, a local network in one command (`--demo`).
+//! - [`verify`]: `livenessd verify`, offline proof checking.
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::main`].
 
 pub mod aggregator;
@@ -25,6 +27,7 @@ pub mod answers;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod devnet;
 pub mod devseq;
 pub mod events;
 pub mod http;
@@ -36,4 +39,5 @@ pub mod replicator;
 pub mod signer;
 pub mod store;
 pub mod telemetry;
+pub mod verify;
 pub mod zellular;

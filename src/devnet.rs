@@ -1,0 +1,641 @@
+//! `livenessd devnet`: a whole local network in one command — the dev sequencer and
+//! N nodes as separate processes of this binary, demo targets served by this process,
+//! keys and configs written to a directory it prints. `--demo` tells the story end to
+//! end and exits 0 only when every step held.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{reference_nodes_json, MonitoringNode, Threshold};
+use crate::crypto::bls::SecretKey;
+use crate::events::MonitorSet;
+use crate::verify::{verify_value, Verdict};
+
+/// Options of `livenessd devnet`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevnetArgs {
+    /// Number of monitoring nodes (the first two also aggregate).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Number of demo targets.
+    #[arg(long, default_value_t = 3)]
+    pub targets: usize,
+    /// Where keys, configs, databases and logs go (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Run the scripted story (outage, recovery, matching tables, verified proof), then exit.
+    #[arg(long)]
+    pub demo: bool,
+    /// Probe interval of the nodes, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub probe_interval_ms: u64,
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A demo target: serves `/eigen/node/health` with 200 until stopped.
+struct DemoTarget {
+    address: String,
+    addr: SocketAddr,
+    stop: Option<CancellationToken>,
+}
+
+impl DemoTarget {
+    fn url(&self) -> String {
+        format!("http://{}/eigen/node/health", self.addr)
+    }
+
+    async fn start(&mut self) -> anyhow::Result<()> {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.set_reuseaddr(true)?;
+        sock.bind(self.addr)?;
+        let listener = sock.listen(128)?;
+        let token = CancellationToken::new();
+        let t = token.clone();
+        let router =
+            axum::Router::new().route("/eigen/node/health", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(t.cancelled_owned())
+                .await;
+        });
+        self.stop = Some(token);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.stop.take() {
+            t.cancel();
+        }
+    }
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+fn spawn(name: &str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
+    let exe = std::env::current_exe().context("locating the livenessd binary")?;
+    let out = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(Proc {
+        name: name.to_owned(),
+        child,
+        log: log.to_owned(),
+    })
+}
+
+/// SIGTERM (graceful), then SIGKILL after a grace period.
+async fn terminate(p: &mut Proc) {
+    if let Some(pid) = p.child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    if tokio::time::timeout(Duration::from_secs(10), p.child.wait())
+        .await
+        .is_err()
+    {
+        let _ = p.child.kill().await;
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+struct Devnet {
+    dir: PathBuf,
+    seq_url: String,
+    node_urls: Vec<String>,
+    monitors: Vec<MonitoringNode>,
+    targets: Vec<DemoTarget>,
+    procs: Vec<Proc>,
+    http: reqwest::Client,
+}
+
+fn node_toml(
+    i: usize,
+    listen: SocketAddr,
+    targets: &[DemoTarget],
+    probe_interval_ms: u64,
+) -> String {
+    let mut s = format!(
+        r#"# Node{i} of a livenessd devnet (written by `livenessd devnet`).
+node_id = "Node{i}"
+listen = "{listen}"
+database = "replica.sqlite"
+bls_key_file = "bls.key"
+monitoring_nodes_file = "../nodes.json"
+aggregator = {agg}
+
+[zellular]
+operators_file = "../sequencer/operators.json"
+poll_max_ms = 200
+
+[probe]
+interval_ms = {probe_interval_ms}
+timeout_ms = {timeout}
+jitter_ms = {jitter}
+failures_to_down = 3
+successes_to_up = 2
+
+[aggregation]
+retry_initial_ms = 500
+retry_max_ms = 5000
+start_jitter_ms = 200
+reconcile_interval_ms = {probe_interval_ms}
+confirm_timeout_ms = 10000
+"#,
+        agg = i <= 2,
+        timeout = (probe_interval_ms * 4 / 5).max(100),
+        jitter = probe_interval_ms / 10,
+    );
+    for t in targets {
+        s.push_str(&format!(
+            "\n[[targets]]\naddress = \"{}\"\nhttp = \"{}\"\n",
+            t.address,
+            t.url()
+        ));
+    }
+    s
+}
+
+impl Devnet {
+    async fn start(args: &DevnetArgs) -> anyhow::Result<Devnet> {
+        if args.nodes == 0 || args.targets == 0 {
+            bail!("--nodes and --targets must be at least 1");
+        }
+        let dir = match &args.dir {
+            Some(d) => d.clone(),
+            None => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                std::env::temp_dir()
+                    .join(format!("livenessd-devnet-{}-{stamp}", std::process::id()))
+            }
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+
+        // The dev sequencer.
+        let seq_addr = free_port()?;
+        let seq_url = format!("http://{seq_addr}");
+        let seq_dir = dir.join("sequencer");
+        let mut procs = vec![spawn(
+            "sequencer",
+            &[
+                "sequencer".into(),
+                "--listen".into(),
+                seq_addr.to_string(),
+                "--data-dir".into(),
+                seq_dir.display().to_string(),
+                "--app".into(),
+                "livenessd".into(),
+            ],
+            &dir.join("sequencer.log"),
+        )?];
+        wait_http(
+            &http,
+            &format!("{seq_url}/health"),
+            &mut procs,
+            Duration::from_secs(30),
+        )
+        .await?;
+
+        // Demo targets, served here.
+        let mut targets = Vec::new();
+        for t in 1..=args.targets {
+            let mut dt = DemoTarget {
+                address: format!("0xTarget{t}"),
+                addr: free_port()?,
+                stop: None,
+            };
+            dt.start().await?;
+            targets.push(dt);
+        }
+
+        // Keys, nodes.json, configs.
+        let mut monitors = Vec::new();
+        let mut listens = Vec::new();
+        for i in 1..=args.nodes {
+            let ndir = dir.join(format!("node{i}"));
+            std::fs::create_dir_all(&ndir)?;
+            let key_path = ndir.join("bls.key");
+            let sk = if key_path.exists() {
+                SecretKey::from_hex(crate::keyfile::read_secret(&key_path)?.trim())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?
+            } else {
+                let sk = SecretKey::generate();
+                crate::keyfile::write_secret(&key_path, &(sk.to_hex() + "\n"))?;
+                sk
+            };
+            let listen = free_port()?;
+            monitors.push(MonitoringNode {
+                id: format!("Node{i}"),
+                url: format!("http://{listen}"),
+                pubkey: sk.public_key().to_hex(),
+                pop: Some(sk.prove_possession().to_hex()),
+                stake: 1.0,
+            });
+            listens.push(listen);
+        }
+        std::fs::write(
+            dir.join("nodes.json"),
+            reference_nodes_json(&monitors) + "\n",
+        )?;
+        let mut node_urls = Vec::new();
+        for (k, listen) in listens.iter().enumerate() {
+            let i = k + 1;
+            let ndir = dir.join(format!("node{i}"));
+            let cfg_path = ndir.join("node.toml");
+            std::fs::write(
+                &cfg_path,
+                node_toml(i, *listen, &targets, args.probe_interval_ms),
+            )?;
+            procs.push(spawn(
+                &format!("Node{i}"),
+                &["--config".into(), cfg_path.display().to_string()],
+                &ndir.join("node.log"),
+            )?);
+            node_urls.push(format!("http://{listen}"));
+        }
+        for u in &node_urls {
+            wait_http(
+                &http,
+                &format!("{u}/health"),
+                &mut procs,
+                Duration::from_secs(30),
+            )
+            .await?;
+        }
+        Ok(Devnet {
+            dir,
+            seq_url,
+            node_urls,
+            monitors,
+            targets,
+            procs,
+            http,
+        })
+    }
+
+    fn print(&self) {
+        println!("livenessd devnet in {}", self.dir.display());
+        println!(
+            "  sequencer  {}  (operators: {}/sequencer/operators.json)",
+            self.seq_url,
+            self.dir.display()
+        );
+        for (i, u) in self.node_urls.iter().enumerate() {
+            let role = if i < 2 { "aggregator" } else { "operator" };
+            println!(
+                "  Node{}      {u}  ({role}; {u}/v1/targets, {u}/metrics)",
+                i + 1
+            );
+        }
+        for t in &self.targets {
+            println!("  {:<10} {}", t.address, t.url());
+        }
+        println!(
+            "  monitoring nodes: {}/nodes.json; configs and logs: {}/node*/",
+            self.dir.display(),
+            self.dir.display()
+        );
+    }
+
+    /// A child that exited is an error (with its last log lines).
+    fn check_children(&mut self) -> anyhow::Result<()> {
+        for p in &mut self.procs {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                bail!(
+                    "{} exited ({status}); its log ends:\n{}",
+                    p.name,
+                    tail(&p.log)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, url: &str) -> Option<Value> {
+        let r = self.http.get(url).send().await.ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    async fn shutdown(&mut self) {
+        for t in &mut self.targets {
+            t.stop();
+        }
+        // Nodes first, the sequencer last.
+        for p in self.procs.iter_mut().rev() {
+            terminate(p).await;
+        }
+    }
+
+    /// Polls until `f` holds on every node, printing progress.
+    async fn until_all(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut last = usize::MAX;
+        loop {
+            self.check_children()?;
+            let mut ok = 0;
+            for u in &self.node_urls {
+                if let Some(v) = self.get(&format!("{u}/v1/targets")).await {
+                    if f(&v) {
+                        ok += 1;
+                    }
+                }
+            }
+            if ok != last {
+                println!(
+                    "  … {what}: {ok}/{} replicas ({:.1} s)",
+                    self.node_urls.len(),
+                    start.elapsed().as_secs_f64()
+                );
+                last = ok;
+            }
+            if ok == self.node_urls.len() {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                bail!("timed out after {timeout:?} waiting for: {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn demo(&mut self) -> anyhow::Result<()> {
+        println!("\n== demo: waiting for every replica to be ready");
+        let start = Instant::now();
+        for u in self.node_urls.clone() {
+            loop {
+                self.check_children()?;
+                if self.get(&format!("{u}/ready")).await.is_some() {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(60) {
+                    bail!("{u} did not become ready");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let target = self.targets[0].address.clone();
+        let state_of = |t: String, want: &'static str| {
+            move |v: &Value| {
+                v.as_array()
+                    .and_then(|a| a.iter().find(|x| x["address"] == t.as_str()))
+                    .is_some_and(|x| x["state"] == want)
+            }
+        };
+        println!("== demo: stopping {target}; waiting for a finalized `down` on every replica");
+        self.targets[0].stop();
+        let took = self
+            .until_all(
+                "down",
+                Duration::from_secs(90),
+                state_of(target.clone(), "down"),
+            )
+            .await?;
+        println!("   down everywhere after {:.1} s", took.as_secs_f64());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!("== demo: restarting {target}; waiting for `up`");
+        self.targets[0].start().await?;
+        let took = self
+            .until_all(
+                "up",
+                Duration::from_secs(90),
+                state_of(target.clone(), "up"),
+            )
+            .await?;
+        println!("   up everywhere after {:.1} s", took.as_secs_f64());
+
+        // The downtime table, as every replica sees it.
+        println!("\n== demo: the interval table of {target} on every replica");
+        let mut tables = Vec::new();
+        for (i, u) in self.node_urls.iter().enumerate() {
+            let t = self
+                .get(&format!("{u}/v1/intervals?address={target}"))
+                .await
+                .ok_or_else(|| anyhow::anyhow!("Node{}: no interval table", i + 1))?;
+            tables.push(t);
+        }
+        print_table(&target, &tables[0]);
+        if let Some(k) = tables
+            .iter()
+            .position(|t| strip_ongoing(t) != strip_ongoing(&tables[0]))
+        {
+            bail!("Node{} has a different table: {}", k + 1, tables[k]);
+        }
+        println!("   all {} replicas hold this table", tables.len());
+
+        // Downtime answers agree; a quorum proof verifies offline.
+        let events = self
+            .get(&format!("{}/v1/events?address={target}", self.node_urls[0]))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no events"))?;
+        let ts: Vec<i64> = events
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["timestamp"].as_i64()).collect())
+            .unwrap_or_default();
+        let (Some(&down), Some(&up)) = (ts.first(), ts.last()) else {
+            bail!("expected a down and an up event, found {events}");
+        };
+        let (from, to) = ((down - 60).max(0), up + 60);
+        let q = format!("address={target}&from_timestamp={from}&to_timestamp={to}");
+        let mut answers = Vec::new();
+        for u in &self.node_urls {
+            let d = self
+                .get(&format!("{u}/downtime?{q}"))
+                .await
+                .ok_or_else(|| anyhow::anyhow!("{u}: no /downtime"))?;
+            answers.push(d["total_downtime_seconds"].clone());
+        }
+        if answers.windows(2).any(|w| w[0] != w[1]) {
+            bail!("replicas disagree on the downtime: {answers:?}");
+        }
+        println!(
+            "\n== demo: every replica says {target} was down {} s in [{from}, {to}]",
+            answers[0]
+        );
+        let proof = self
+            .get(&format!("{}/aggregate_downtime?{q}", self.node_urls[0]))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("/aggregate_downtime gave no proof"))?;
+        let path = self.dir.join("demo-proof.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&proof)? + "\n")?;
+        println!(
+            "   quorum proof saved to {}:\n{}",
+            path.display(),
+            serde_json::to_string_pretty(&proof)?
+        );
+        let set = MonitorSet::new(&self.monitors, &[], Threshold::TWO_THIRDS)?;
+        match verify_value(&proof, &set).map_err(anyhow::Error::msg)? {
+            Verdict::Valid(s) => println!("   livenessd verify: {s}"),
+            Verdict::Invalid(why) => bail!("the proof does not verify: {why}"),
+        }
+        println!(
+            "   check it yourself: livenessd verify {} --nodes {}",
+            path.display(),
+            self.dir.join("nodes.json").display()
+        );
+        println!("\n== demo complete: every step held");
+        Ok(())
+    }
+}
+
+fn strip_ongoing(t: &Value) -> Value {
+    let mut t = t.clone();
+    if let Some(rows) = t.as_array_mut() {
+        for r in rows {
+            if r["end"].is_null() {
+                r["duration"] = Value::Null;
+            }
+        }
+    }
+    t
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a unix time.
+pub fn utc(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn human(d: i64) -> String {
+    format!("{} h {} min {} s", d / 3600, d % 3600 / 60, d % 60)
+}
+
+fn print_table(address: &str, t: &Value) {
+    println!(
+        "   | {:<12} | {:<21} | {:<21} | {:<18} | {:<6} |",
+        "Node", "Start (UTC)", "End (UTC)", "Duration", "Status"
+    );
+    for r in t.as_array().into_iter().flatten() {
+        let start = r["start"].as_i64().unwrap_or(0);
+        let end = r["end"]
+            .as_i64()
+            .map(utc)
+            .unwrap_or_else(|| "ongoing".into());
+        println!(
+            "   | {:<12} | {:<21} | {:<21} | {:<18} | {:<6} |",
+            address,
+            utc(start),
+            end,
+            human(r["duration"].as_i64().unwrap_or(0)),
+            r["state"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+async fn wait_http(
+    http: &reqwest::Client,
+    url: &str,
+    procs: &mut [Proc],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        for p in procs.iter_mut() {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                bail!(
+                    "{} exited ({status}); its log ends:\n{}",
+                    p.name,
+                    tail(&p.log)
+                );
+            }
+        }
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!("{url} did not answer within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs the devnet until Ctrl-C (or, with `--demo`, until the story is told).
+pub async fn run(args: DevnetArgs, stop: CancellationToken) -> anyhow::Result<ExitCode> {
+    let mut net = Devnet::start(&args).await?;
+    net.print();
+    let result = if args.demo {
+        tokio::select! {
+            r = net.demo() => r,
+            _ = stop.cancelled() => Err(anyhow::anyhow!("interrupted")),
+        }
+    } else {
+        println!("\nCtrl-C stops everything.");
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break Ok(()),
+                _ = tick.tick() => {
+                    if let Err(e) = net.check_children() {
+                        break Err(e);
+                    }
+                }
+            }
+        }
+    };
+    println!("stopping the devnet…");
+    net.shutdown().await;
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("devnet: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
