@@ -601,3 +601,42 @@ fn keygen_writes_a_private_key_file_and_prints_a_valid_pop() {
     let err = livenessd::signer::Signer::from_file(&path).err().unwrap();
     assert!(err.to_string().contains("chmod 600"), "{err}");
 }
+
+/// The Kubernetes ConfigMap's node.toml loads with the StatefulSet's variables.
+#[test]
+fn the_kubernetes_configmap_loads() {
+    let cm = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/configmap.yaml")).unwrap();
+    let block = |key: &str| -> String {
+        let mut out = String::new();
+        let mut inside = false;
+        for line in cm.lines() {
+            if line.trim_end() == format!("  {key}: |") {
+                inside = true;
+                continue;
+            }
+            if inside {
+                if !line.is_empty() && !line.starts_with("    ") {
+                    break;
+                }
+                out.push_str(line.strip_prefix("    ").unwrap_or(""));
+                out.push('\n');
+            }
+        }
+        out
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["node.toml", "nodes.json", "operators.json"] {
+        std::fs::write(dir.path().join(f), block(f)).unwrap();
+    }
+    let cli = livenessd::config::CliOverrides {
+        node_id: Some("node-2".into()),
+        listen: Some("0.0.0.0:7001".parse().unwrap()),
+        database: Some("/data/replica.sqlite".into()),
+        bls_key_file: Some("/keys/bls.key".into()),
+        aggregator: Some(true),
+    };
+    let cfg = NodeConfig::load(Some(&dir.path().join("node.toml")), &cli).unwrap();
+    assert_eq!(cfg.monitoring_nodes.len(), 4);
+    assert_eq!(cfg.monitoring_nodes[2].url, "http://livenessd-2.livenessd:7001");
+    assert_eq!(cfg.targets.len(), 2);
+}
