@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
 use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{reference_nodes_json, MonitoringNode, Threshold};
@@ -129,7 +134,11 @@ struct Devnet {
     seq_url: String,
     node_urls: Vec<String>,
     monitors: Vec<MonitoringNode>,
-    targets: Vec<DemoTarget>,
+    /// Demo targets, shared with the control endpoint.
+    targets: Arc<Mutex<Vec<DemoTarget>>>,
+    /// `(address, health URL)` of every target.
+    target_info: Vec<(String, String)>,
+    control_url: String,
     procs: Vec<Proc>,
     http: reqwest::Client,
 }
@@ -294,12 +303,17 @@ impl Devnet {
             )
             .await?;
         }
+        let target_info = targets.iter().map(|t| (t.address.clone(), t.url())).collect();
+        let targets = Arc::new(Mutex::new(targets));
+        let control_url = serve_control(targets.clone()).await?;
         Ok(Devnet {
             dir,
             seq_url,
             node_urls,
             monitors,
             targets,
+            target_info,
+            control_url,
             procs,
             http,
         })
@@ -319,9 +333,14 @@ impl Devnet {
                 i + 1
             );
         }
-        for t in &self.targets {
-            println!("  {:<10} {}", t.address, t.url());
+        for (address, url) in &self.target_info {
+            println!("  {address:<10} {url}");
         }
+        println!(
+            "  control    {c}  (curl -X POST {c}/targets/{t}/stop, then …/start)",
+            c = self.control_url,
+            t = self.target_info[0].0
+        );
         println!(
             "  monitoring nodes: {}/nodes.json; configs and logs: {}/node*/",
             self.dir.display(),
@@ -352,7 +371,7 @@ impl Devnet {
     }
 
     async fn shutdown(&mut self) {
-        for t in &mut self.targets {
+        for t in self.targets.lock().await.iter_mut() {
             t.stop();
         }
         // Nodes first, the sequencer last.
@@ -413,7 +432,7 @@ impl Devnet {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let target = self.targets[0].address.clone();
+        let target = self.target_info[0].0.clone();
         let state_of = |t: String, want: &'static str| {
             move |v: &Value| {
                 v.as_array()
@@ -422,7 +441,7 @@ impl Devnet {
             }
         };
         println!("== demo: stopping {target}; waiting for a finalized `down` on every replica");
-        self.targets[0].stop();
+        self.targets.lock().await[0].stop();
         let took = self
             .until_all(
                 "down",
@@ -433,7 +452,7 @@ impl Devnet {
         println!("   down everywhere after {:.1} s", took.as_secs_f64());
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!("== demo: restarting {target}; waiting for `up`");
-        self.targets[0].start().await?;
+        self.targets.lock().await[0].start().await?;
         let took = self
             .until_all(
                 "up",
@@ -575,6 +594,40 @@ fn print_table(address: &str, t: &Value) {
             r["state"].as_str().unwrap_or("?")
         );
     }
+}
+
+/// The devnet's control endpoint: `POST /targets/{address}/{stop|start}`.
+async fn serve_control(targets: Arc<Mutex<Vec<DemoTarget>>>) -> anyhow::Result<String> {
+    async fn control(
+        State(targets): State<Arc<Mutex<Vec<DemoTarget>>>>,
+        UrlPath((address, action)): UrlPath<(String, String)>,
+    ) -> (StatusCode, String) {
+        let mut targets = targets.lock().await;
+        let Some(t) = targets.iter_mut().find(|t| t.address == address) else {
+            return (StatusCode::NOT_FOUND, format!("no target {address}\n"));
+        };
+        match action.as_str() {
+            "stop" => {
+                t.stop();
+                (StatusCode::OK, format!("{address} stopped\n"))
+            }
+            "start" if t.stop.is_some() => (StatusCode::OK, format!("{address} already running\n")),
+            "start" => match t.start().await {
+                Ok(()) => (StatusCode::OK, format!("{address} started\n")),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+            },
+            _ => (StatusCode::NOT_FOUND, "use stop or start\n".into()),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let router = axum::Router::new()
+        .route("/targets/{address}/{action}", axum::routing::post(control))
+        .with_state(targets);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok(url)
 }
 
 async fn wait_http(
