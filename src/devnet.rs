@@ -303,7 +303,10 @@ impl Devnet {
             )
             .await?;
         }
-        let target_info = targets.iter().map(|t| (t.address.clone(), t.url())).collect();
+        let target_info = targets
+            .iter()
+            .map(|t| (t.address.clone(), t.url()))
+            .collect();
         let targets = Arc::new(Mutex::new(targets));
         let control_url = serve_control(targets.clone()).await?;
         Ok(Devnet {

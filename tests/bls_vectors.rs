@@ -192,3 +192,97 @@ fn malformed_encodings_are_errors() {
     assert!(Signature::from_hex(&"ff".repeat(96)).is_err());
     assert!(SecretKey::from_hex("12").is_err());
 }
+
+#[test]
+fn same_key_batch_verification() {
+    use livenessd::crypto::bls::verify_batch_same_key;
+    let keys: Vec<SecretKey> = (1..=3u8)
+        .map(|i| SecretKey::key_gen(&[i; 32]).unwrap())
+        .collect();
+    let apk =
+        PublicKey::aggregate(&keys.iter().map(|k| k.public_key()).collect::<Vec<_>>()).unwrap();
+    let msgs: Vec<String> = (0..50)
+        .map(|i| format!("Address: 0x{i}, State: up, Timestamp: {i}"))
+        .collect();
+    let mut sigs: Vec<Signature> = msgs
+        .iter()
+        .map(|m| {
+            Signature::aggregate(
+                &keys
+                    .iter()
+                    .map(|k| k.sign(m.as_bytes()))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let check = |sigs: &[Signature]| {
+        let items: Vec<(&[u8], &Signature)> = msgs.iter().map(|m| m.as_bytes()).zip(sigs).collect();
+        verify_batch_same_key(&apk, &items)
+    };
+    assert!(check(&sigs));
+    // A signature by two of the three keys only.
+    let partial = Signature::aggregate(
+        &keys[..2]
+            .iter()
+            .map(|k| k.sign(msgs[9].as_bytes()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let saved = std::mem::replace(&mut sigs[9], partial);
+    assert!(!check(&sigs));
+    sigs[9] = saved;
+    sigs.swap(0, 49);
+    assert!(!check(&sigs));
+    sigs.swap(0, 49);
+    // The blspy vectors' aggregate, in a batch with ours under its own key.
+    let v = common::vector("bls12381_pop.json");
+    let agg = v["aggregates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "agg_all")
+        .unwrap();
+    let key = |n: &str| {
+        PublicKey::from_hex(s(&v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == n)
+            .unwrap()["pk"]))
+        .unwrap()
+    };
+    let ref_apk = PublicKey::aggregate(&[key("Node1"), key("Node2"), key("Node3")]).unwrap();
+    let ref_sig = Signature::from_hex(s(&agg["aggregate_signature"])).unwrap();
+    let ref_msg = text(&v, "state_up");
+    let other_sig = {
+        let sks: Vec<SecretKey> = ["Node1", "Node2", "Node3"]
+            .iter()
+            .map(|n| SecretKey::from_hex(&key_sk(&v, n)).unwrap())
+            .collect();
+        Signature::aggregate(
+            &sks.iter()
+                .map(|k| k.sign(b"another message"))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    assert!(verify_batch_same_key(
+        &ref_apk,
+        &[
+            (ref_msg.as_bytes(), &ref_sig),
+            (b"another message", &other_sig)
+        ]
+    ));
+    assert!(!verify_batch_same_key(
+        &ref_apk,
+        &[
+            (b"another message", &ref_sig),
+            (ref_msg.as_bytes(), &other_sig)
+        ]
+    ));
+}
+
+fn key_sk(v: &Value, name: &str) -> String {
+    s(&key(v, name)["sk"]).to_owned()
+}

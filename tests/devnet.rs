@@ -118,7 +118,16 @@ fn devnet_control_and_clean_ctrl_c() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let mut child = livenessd()
-        .args(["devnet", "--nodes", "3", "--targets", "1", "--probe-interval-ms", "300", "--dir"])
+        .args([
+            "devnet",
+            "--nodes",
+            "3",
+            "--targets",
+            "1",
+            "--probe-interval-ms",
+            "300",
+            "--dir",
+        ])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -133,16 +142,32 @@ fn devnet_control_and_clean_ctrl_c() {
         }
     }
     let url_of = |prefix: &str| -> String {
-        let l = printed.iter().find(|l| l.trim_start().starts_with(prefix)).unwrap();
+        let l = printed
+            .iter()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap();
         l.split_whitespace().nth(1).unwrap().to_owned()
     };
     let (control, node, seq) = (url_of("control"), url_of("Node3"), url_of("sequencer"));
     let get = |u: &str| -> Option<serde_json::Value> {
-        let out = Command::new("curl").args(["-fsS", "--max-time", "5", u]).output().ok()?;
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "5", u])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
     };
-    let post = |u: &str| Command::new("curl").args(["-fsS", "-X", "POST", u]).output().unwrap();
-    assert!(post(&format!("{control}/targets/0xTarget1/stop")).status.success());
+    let post = |u: &str| {
+        Command::new("curl")
+            .args(["-fsS", "-X", "POST", u])
+            .output()
+            .unwrap()
+    };
+    assert!(post(&format!("{control}/targets/0xTarget1/stop"))
+        .status
+        .success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if get(&format!("{node}/v1/targets")).is_some_and(|v| v[0]["state"] == "down") {
@@ -151,10 +176,17 @@ fn devnet_control_and_clean_ctrl_c() {
         assert!(Instant::now() < deadline, "target never went down");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(post(&format!("{control}/targets/0xTarget1/start")).status.success());
-    assert!(!post(&format!("{control}/targets/0xNope/stop")).status.success());
+    assert!(post(&format!("{control}/targets/0xTarget1/start"))
+        .status
+        .success());
+    assert!(!post(&format!("{control}/targets/0xNope/stop"))
+        .status
+        .success());
 
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {

@@ -605,7 +605,11 @@ fn keygen_writes_a_private_key_file_and_prints_a_valid_pop() {
 /// The Kubernetes ConfigMap's node.toml loads with the StatefulSet's variables.
 #[test]
 fn the_kubernetes_configmap_loads() {
-    let cm = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/configmap.yaml")).unwrap();
+    let cm = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/k8s/configmap.yaml"
+    ))
+    .unwrap();
     let block = |key: &str| -> String {
         let mut out = String::new();
         let mut inside = false;
@@ -637,6 +641,9 @@ fn the_kubernetes_configmap_loads() {
     };
     let cfg = NodeConfig::load(Some(&dir.path().join("node.toml")), &cli).unwrap();
     assert_eq!(cfg.monitoring_nodes.len(), 4);
-    assert_eq!(cfg.monitoring_nodes[2].url, "http://livenessd-2.livenessd:7001");
+    assert_eq!(
+        cfg.monitoring_nodes[2].url,
+        "http://livenessd-2.livenessd:7001"
+    );
     assert_eq!(cfg.targets.len(), 2);
 }

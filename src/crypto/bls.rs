@@ -130,6 +130,11 @@ impl PublicKey {
         to_hex(&self.0.compress())
     }
 
+    /// The 48-byte compressed form.
+    pub fn to_bytes(&self) -> [u8; 48] {
+        self.0.compress()
+    }
+
     /// `PopSchemeMPL.pop_verify(pk, proof)`.
     pub fn verify_pop(&self, pop: &Signature) -> bool {
         pop.0
@@ -232,4 +237,61 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> bool {
             ) == BLST_ERROR::BLST_SUCCESS
         }
     }
+}
+
+/// `H(msg)` in G2 with the signature DST (the point a signature is a multiple of).
+#[allow(unsafe_code)]
+fn hash_to_g2(msg: &[u8]) -> blst::blst_p2 {
+    let mut out = blst::blst_p2::default();
+    // SAFETY: blst_hash_to_g2 writes one point to `out` and only reads `msg` and the
+    // DST for the lengths given; the augmentation is empty (null pointer, length 0).
+    unsafe {
+        blst::blst_hash_to_g2(
+            &mut out,
+            msg.as_ptr(),
+            msg.len(),
+            SIGN_DST.as_ptr(),
+            SIGN_DST.len(),
+            std::ptr::null(),
+            0,
+        );
+    }
+    out
+}
+
+/// The G1 generator (the public key of the secret scalar 1).
+fn g1_generator() -> blst::blst_p1_affine {
+    let mut one = [0u8; 32];
+    one[31] = 1;
+    let sk = min_pk::SecretKey::from_bytes(&one).expect("1 is a valid scalar");
+    *<&blst::blst_p1_affine>::from(&sk.sk_to_pk())
+}
+
+/// Batch verification of many signatures under one public key — the common case
+/// of events signed by the same quorum: with random 64-bit `r_i`, checks
+/// `e(pk, Σ r_i·H(m_i)) == e(G1, Σ r_i·σ_i)`: two Miller loops in all, instead of
+/// one per item. `true` means all valid (except with probability 2^-64); on
+/// `false`, check one by one. Signatures must be group-checked (they are when parsed).
+pub fn verify_batch_same_key(pk: &PublicKey, items: &[(&[u8], &Signature)]) -> bool {
+    use blst::MultiPoint;
+    match items {
+        [] => return true,
+        [(m, s)] => return s.verify(pk, m),
+        _ => {}
+    }
+    let hashes: Vec<blst::blst_p2> = items.iter().map(|(m, _)| hash_to_g2(m)).collect();
+    let mut rng = rand::rngs::OsRng;
+    let mut rands = Vec::with_capacity(items.len() * 8);
+    for _ in items {
+        rands.extend_from_slice(&(rng.next_u64() | 1).to_le_bytes());
+    }
+    let h_sum = blst::p2_affines::from(&hashes).mult(&rands, 64);
+    let sigs: Vec<min_pk::Signature> = items.iter().map(|(_, s)| s.0).collect();
+    let s_sum = sigs.as_slice().mult(&rands, 64).to_signature();
+    let s_aff: &blst::blst_p2_affine = (&s_sum).into();
+    let h_aff = blst::p2_affines::from(&[h_sum]).as_slice()[0];
+    let pk_aff: &blst::blst_p1_affine = (&pk.0).into();
+    let lhs = blst::blst_fp12::miller_loop(&h_aff, pk_aff);
+    let rhs = blst::blst_fp12::miller_loop(s_aff, &g1_generator());
+    blst::blst_fp12::finalverify(&lhs, &rhs)
 }

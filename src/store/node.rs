@@ -36,6 +36,9 @@ pub struct Transition {
     pub timestamp: i64,
 }
 
+/// Rows per multi-row INSERT (8 bound values each, well under SQLite's limit).
+const ROWS_PER_INSERT: usize = 500;
+
 /// The canonical line of an event in the digest.
 fn digest_line(a: &Applied) -> String {
     format!(
@@ -123,34 +126,50 @@ impl ReplicaStore {
             .await?;
         let mut digest: String = r.get(0);
         let mut count = r.get::<i64, _>(1) as u64;
-        for a in events {
-            let e = &a.event;
-            let nonsigners = serde_json::to_string(&e.non_signing_nodes)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query(
+        // Multi-row inserts: one statement per ROWS_PER_INSERT events, not one each.
+        for part in events.chunks(ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO events (zellular_index, position, address, state, timestamp, aggregated_signature,
-                                     non_signing_nodes, finalized_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(a.zellular_index as i64)
-            .bind(a.position as i64)
-            .bind(&e.address)
-            .bind(e.state.as_str())
-            .bind(e.timestamp)
-            .bind(&e.aggregated_signature)
-            .bind(nonsigners)
-            .bind(a.finalized_at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO states (address, state, since) VALUES (?, ?, ?)
-                         ON CONFLICT (address) DO UPDATE SET state = excluded.state, since = excluded.since")
-                .bind(&e.address)
-                .bind(e.state.as_str())
-                .bind(e.timestamp)
-                .execute(&mut *tx)
-                .await?;
+                                     non_signing_nodes, finalized_at) ",
+            );
+            let mut err = None;
+            q.push_values(part, |mut b, a| {
+                let e = &a.event;
+                let nonsigners = serde_json::to_string(&e.non_signing_nodes).unwrap_or_else(|x| {
+                    err = Some(x.to_string());
+                    String::new()
+                });
+                b.push_bind(a.zellular_index as i64)
+                    .push_bind(a.position as i64)
+                    .push_bind(&e.address)
+                    .push_bind(e.state.as_str())
+                    .push_bind(e.timestamp)
+                    .push_bind(&e.aggregated_signature)
+                    .push_bind(nonsigners)
+                    .push_bind(a.finalized_at);
+            });
+            if let Some(e) = err {
+                return Err(StoreError::Corrupt(e));
+            }
+            q.build().execute(&mut *tx).await?;
+        }
+        // Only the last transition of each address in the chunk sets its state.
+        let mut last: HashMap<&str, &Event> = HashMap::new();
+        for a in events {
+            last.insert(&a.event.address, &a.event);
             digest = xxh128_hex(format!("{digest}{}", digest_line(a)).as_bytes());
             count += 1;
+        }
+        let last: Vec<&Event> = last.into_values().collect();
+        for part in last.chunks(ROWS_PER_INSERT) {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO states (address, state, since) ");
+            q.push_values(part, |mut b, e| {
+                b.push_bind(&e.address)
+                    .push_bind(e.state.as_str())
+                    .push_bind(e.timestamp);
+            });
+            q.push(" ON CONFLICT (address) DO UPDATE SET state = excluded.state, since = excluded.since");
+            q.build().execute(&mut *tx).await?;
         }
         sqlx::query(
             "UPDATE cursor SET zellular_index = ?, chaining_hash = ?, events_digest = ?, events_count = ? WHERE id = 1",
