@@ -587,8 +587,10 @@ async fn node_with_targets(dir: &Path, ports: &[u16], n: usize) -> (f64, f64) {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let pid = node.id().to_string();
     let rss = (proc_status(&pid, "VmRSS:"), proc_status(&pid, "VmHWM:"));
-    let _ = node.kill();
-    let _ = seq.kill();
+    for p in [&mut node, &mut seq] {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
     rss
 }
 
