@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crypto::bls::Signature;
 use crate::events::{state_message, Event, MonitorSet, NodeState};
+use crate::http::AppState;
 use crate::metrics;
 use crate::prober::{now_secs, Prober};
 use crate::signer::{Signer, StateAttestation};
@@ -88,26 +89,17 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        node_id: String,
-        monitors: Arc<MonitorSet>,
-        prober: Prober,
-        signer: Arc<Signer>,
-        store: ReplicaStore,
-        client: Client,
-        peer_timeout: Duration,
-        cfg: AggregatorConfig,
-    ) -> Arc<Self> {
+    /// An aggregator over the node's shared state, posting through `client`.
+    pub fn new(state: &AppState, client: Client, cfg: AggregatorConfig) -> Arc<Self> {
         Arc::new(Aggregator {
-            node_id,
-            monitors,
-            prober,
-            signer,
-            store,
+            node_id: state.node_id.to_string(),
+            monitors: state.monitors.clone(),
+            prober: state.prober.clone(),
+            signer: state.signer.clone(),
+            store: state.store.clone(),
             client,
-            peers: reqwest::Client::new(),
-            peer_timeout,
+            peers: state.peers.clone(),
+            peer_timeout: state.peer_timeout,
             cfg,
             in_flight: Mutex::new(HashSet::new()),
         })

@@ -170,16 +170,7 @@ impl Node {
             ("prober", Ok(()))
         });
         if cfg.aggregator {
-            let agg = Aggregator::new(
-                cfg.node_id.clone(),
-                state.monitors.clone(),
-                state.prober.clone(),
-                state.signer.clone(),
-                state.store.clone(),
-                client,
-                Duration::from_millis(cfg.http.peer_timeout_ms),
-                cfg.aggregation.to_runtime(),
-            );
+            let agg = Aggregator::new(&state, client, cfg.aggregation.to_runtime());
             let s = stop.clone();
             tasks.spawn(async move {
                 agg.run(s).await;

@@ -14,8 +14,24 @@ use livenessd::zellular::{Client, ClientConfig};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-fn metric(name: &str, reason: &str) -> u64 {
-    livenessd::metrics::get(name, &[("reason", reason)])
+/// Every kind of bad event, in the order the test submits them.
+const REJECTIONS: [&str; 9] = [
+    "bad_signature",
+    "too_few_signers",
+    "unknown_nonsigner",
+    "stale_timestamp",
+    "repeated_state",
+    "malformed_batch",
+    "malformed_event",
+    "unknown_address",
+    "duplicate_nonsigner",
+];
+
+fn rejection_counts() -> Vec<u64> {
+    REJECTIONS
+        .iter()
+        .map(|r| livenessd::metrics::get("events_rejected_total", &[("reason", r)]))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,20 +39,7 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
     let c = Cluster::start(3, 2).await;
     let [n1, n2, n3] = [&c.ids[0], &c.ids[1], &c.ids[2]];
     let (a0, a1) = (Cluster::address(0), Cluster::address(1));
-    let before: Vec<u64> = [
-        "bad_signature",
-        "too_few_signers",
-        "unknown_nonsigner",
-        "stale_timestamp",
-        "repeated_state",
-        "malformed_batch",
-        "malformed_event",
-        "unknown_address",
-        "duplicate_nonsigner",
-    ]
-    .iter()
-    .map(|r| metric("events_rejected_total", r))
-    .collect();
+    let before = rejection_counts();
 
     // Good: a0 down (all sign), a1 down (Node3 does not sign: 2/3 reaches the threshold).
     let good1 = signed_event(&[n1, n2, n3], &[], &a0, "down", 1_000);
@@ -72,23 +75,10 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
         assert_eq!(x["chaining_hash"], p[0]["chaining_hash"]);
     }
     // Each bad kind was counted (three replicas in this process: at least 3 each).
-    let after: Vec<u64> = [
-        "bad_signature",
-        "too_few_signers",
-        "unknown_nonsigner",
-        "stale_timestamp",
-        "repeated_state",
-        "malformed_batch",
-        "malformed_event",
-        "unknown_address",
-        "duplicate_nonsigner",
-    ]
-    .iter()
-    .map(|r| metric("events_rejected_total", r))
-    .collect();
+    let after = rejection_counts();
     for (k, (b, a)) in before.iter().zip(&after).enumerate() {
         let min = if k == 5 { 6 } else { 3 };
-        assert!(a - b >= min, "reason #{k}: {b} -> {a}");
+        assert!(a - b >= min, "{}: {b} -> {a}", REJECTIONS[k]);
     }
     // Current states.
     let (_, targets) = c.get(1, "/v1/targets").await;
