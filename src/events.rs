@@ -186,27 +186,33 @@ fn verify_part(part: &[Pending<'_>]) -> Vec<(usize, EventError)> {
             Err(e) => failures.push((p.index, EventError::BadEncoding(e))),
         }
     }
-    // Events with the same non-signers share one key: batch each such group with
-    // two Miller loops in all; mixed keys fall back to the general batch check.
+    // Events with the same non-signers share one key: one Miller loop per distinct
+    // key for the whole batch, one final exponentiation.
     let mut groups: HashMap<[u8; 48], Vec<usize>> = HashMap::new();
     for (k, (p, _)) in ok.iter().enumerate() {
         groups.entry(p.pk.to_bytes()).or_default().push(k);
     }
-    for members in groups.values() {
-        let pk = &ok[members[0]].0.pk;
-        let items: Vec<(&[u8], &Signature)> = members
-            .iter()
-            .map(|&k| (ok[k].0.msg.as_bytes(), &ok[k].1))
-            .collect();
-        if !bls::verify_batch_same_key(pk, &items) {
-            failures.extend(
+    let items: Vec<(&PublicKey, Vec<(&[u8], &Signature)>)> = groups
+        .values()
+        .map(|members| {
+            let pk = &ok[members[0]].0.pk;
+            (
+                pk,
                 members
                     .iter()
-                    .map(|&k| &ok[k])
-                    .filter(|(p, sig)| !sig.verify(&p.pk, p.msg.as_bytes()))
-                    .map(|(p, _)| (p.index, EventError::InvalidSignature)),
-            );
-        }
+                    .map(|&k| (ok[k].0.msg.as_bytes(), &ok[k].1))
+                    .collect(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&PublicKey, &[(&[u8], &Signature)])> =
+        items.iter().map(|(pk, v)| (*pk, v.as_slice())).collect();
+    if !bls::verify_batch_grouped(&refs) {
+        failures.extend(
+            ok.iter()
+                .filter(|(p, sig)| !sig.verify(&p.pk, p.msg.as_bytes()))
+                .map(|(p, _)| (p.index, EventError::InvalidSignature)),
+        );
     }
     failures
 }
@@ -448,23 +454,34 @@ mod tests {
             })
             .collect();
         let set = MonitorSet::new(&nodes, &[], Threshold::TWO_THIRDS).unwrap();
+        // Three signer sets (so three keys in the grouped batch).
         let mut events: Vec<Event> = (0..100)
             .map(|i| {
                 let msg = state_message(&format!("0x{i}"), NodeState::Down, i);
-                let sigs: Vec<Signature> =
-                    keys[..3].iter().map(|k| k.sign(msg.as_bytes())).collect();
+                let missing = [3usize, 2, 4][i as usize % 3];
+                let sigs: Vec<Signature> = keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k != missing)
+                    .map(|(_, k)| k.sign(msg.as_bytes()))
+                    .collect();
                 Event {
                     address: format!("0x{i}"),
                     state: NodeState::Down,
                     timestamp: i,
                     aggregated_signature: Signature::aggregate(&sigs).unwrap().to_hex(),
-                    non_signing_nodes: vec!["N3".into()],
+                    non_signing_nodes: if missing < 4 {
+                        vec![format!("N{missing}")]
+                    } else {
+                        vec![]
+                    },
                 }
             })
             .collect();
         events[7].timestamp += 1; // signature no longer matches
         events[61].aggregated_signature = events[62].aggregated_signature.clone();
         events[90].aggregated_signature = "zz".into();
+        events[40].non_signing_nodes = vec!["N3".into()]; // names the wrong non-signer
         events[95].non_signing_nodes = vec!["N3".into(), "N2".into()];
         let refs: Vec<&Event> = events.iter().collect();
         let results = set.verify_events(&refs);
@@ -477,6 +494,7 @@ mod tests {
             bad,
             vec![
                 (7, "bad_signature"),
+                (40, "bad_signature"),
                 (61, "bad_signature"),
                 (90, "bad_signature_encoding"),
                 (95, "too_few_signers")

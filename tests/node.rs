@@ -226,7 +226,7 @@ async fn a_restarted_node_resumes_at_its_cursor_without_gaps_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_attestations_are_fresh_signed_probes() {
-    let c = Cluster::start(2, 1).await;
+    let mut c = Cluster::start(2, 1).await;
     let a = Cluster::address(0);
     let now = livenessd::prober::now_secs();
     let (status, att) = c
@@ -270,6 +270,16 @@ async fn state_attestations_are_fresh_signed_probes() {
         c.get(0, "/v1/targets").await.1[0]["local"]["state"] == "down"
     })
     .await;
+    // Without a quorum of equal signed answers there is no proof: 424.
+    let q = format!("/aggregate_downtime?address={a}&from_timestamp=0&to_timestamp=10");
+    assert_eq!(c.get(0, &q).await.0, 200, "both nodes answer");
+    c.stop_node(1).await;
+    let (status, body) = c.get(0, &q).await;
+    assert_eq!(status, 424);
+    assert_eq!(
+        body["detail"],
+        "Not enough valid signatures to aggregate downtime proof."
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

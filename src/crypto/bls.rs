@@ -268,30 +268,49 @@ fn g1_generator() -> blst::blst_p1_affine {
 }
 
 /// Batch verification of many signatures under one public key — the common case
-/// of events signed by the same quorum: with random 64-bit `r_i`, checks
-/// `e(pk, Σ r_i·H(m_i)) == e(G1, Σ r_i·σ_i)`: two Miller loops in all, instead of
-/// one per item. `true` means all valid (except with probability 2^-64); on
-/// `false`, check one by one. Signatures must be group-checked (they are when parsed).
+/// of events signed by the same quorum. See [`verify_batch_grouped`].
 pub fn verify_batch_same_key(pk: &PublicKey, items: &[(&[u8], &Signature)]) -> bool {
+    verify_batch_grouped(&[(pk, items)])
+}
+
+/// Batch verification of signatures grouped by public key. With random 64-bit
+/// `r_i` it checks `Π_g e(pk_g, Σ_{i∈g} r_i·H(m_i)) == e(G1, Σ_i r_i·σ_i)`: one
+/// Miller loop per distinct key plus one, and a single final exponentiation
+/// (blst's general batch needs a Miller loop per item). `true` means every
+/// signature is valid (except with probability 2^-64); on `false`, check one by
+/// one. Signatures must be group-checked (they are when parsed).
+pub fn verify_batch_grouped(groups: &[(&PublicKey, &[(&[u8], &Signature)])]) -> bool {
     use blst::MultiPoint;
-    match items {
+    let groups: Vec<_> = groups
+        .iter()
+        .filter(|(_, items)| !items.is_empty())
+        .collect();
+    match groups.as_slice() {
         [] => return true,
-        [(m, s)] => return s.verify(pk, m),
+        [(pk, [(m, s)])] => return s.verify(pk, m),
         _ => {}
     }
-    let hashes: Vec<blst::blst_p2> = items.iter().map(|(m, _)| hash_to_g2(m)).collect();
     let mut rng = rand::rngs::OsRng;
-    let mut rands = Vec::with_capacity(items.len() * 8);
-    for _ in items {
-        rands.extend_from_slice(&(rng.next_u64() | 1).to_le_bytes());
+    let mut all_rands = Vec::new();
+    let mut all_sigs: Vec<min_pk::Signature> = Vec::new();
+    let mut h_sums: Vec<blst::blst_p2> = Vec::with_capacity(groups.len());
+    let mut pks: Vec<blst::blst_p1_affine> = Vec::with_capacity(groups.len() + 1);
+    for (pk, items) in &groups {
+        let hashes: Vec<blst::blst_p2> = items.iter().map(|(m, _)| hash_to_g2(m)).collect();
+        let mut rands = Vec::with_capacity(items.len() * 8);
+        for _ in items.iter() {
+            rands.extend_from_slice(&(rng.next_u64() | 1).to_le_bytes());
+        }
+        h_sums.push(blst::p2_affines::from(&hashes).mult(&rands, 64));
+        all_rands.extend_from_slice(&rands);
+        all_sigs.extend(items.iter().map(|(_, s)| s.0));
+        pks.push(*<&blst::blst_p1_affine>::from(&pk.0));
     }
-    let h_sum = blst::p2_affines::from(&hashes).mult(&rands, 64);
-    let sigs: Vec<min_pk::Signature> = items.iter().map(|(_, s)| s.0).collect();
-    let s_sum = sigs.as_slice().mult(&rands, 64).to_signature();
+    let s_sum = all_sigs.as_slice().mult(&all_rands, 64).to_signature();
+    let mut qs: Vec<blst::blst_p2_affine> = blst::p2_affines::from(&h_sums).as_slice().to_vec();
+    let lhs = blst::blst_fp12::miller_loop_n(&qs, &pks);
+    qs.clear();
     let s_aff: &blst::blst_p2_affine = (&s_sum).into();
-    let h_aff = blst::p2_affines::from(&[h_sum]).as_slice()[0];
-    let pk_aff: &blst::blst_p1_affine = (&pk.0).into();
-    let lhs = blst::blst_fp12::miller_loop(&h_aff, pk_aff);
     let rhs = blst::blst_fp12::miller_loop(s_aff, &g1_generator());
     blst::blst_fp12::finalverify(&lhs, &rhs)
 }
