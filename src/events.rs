@@ -192,7 +192,7 @@ fn verify_part(part: &[Pending<'_>]) -> Vec<(usize, EventError)> {
     for (k, (p, _)) in ok.iter().enumerate() {
         groups.entry(p.pk.to_bytes()).or_default().push(k);
     }
-    let items: Vec<(&PublicKey, Vec<(&[u8], &Signature)>)> = groups
+    let items: Vec<(&PublicKey, Vec<bls::Signed<'_>>)> = groups
         .values()
         .map(|members| {
             let pk = &ok[members[0]].0.pk;
@@ -205,8 +205,7 @@ fn verify_part(part: &[Pending<'_>]) -> Vec<(usize, EventError)> {
             )
         })
         .collect();
-    let refs: Vec<(&PublicKey, &[(&[u8], &Signature)])> =
-        items.iter().map(|(pk, v)| (*pk, v.as_slice())).collect();
+    let refs: Vec<bls::KeyGroup<'_>> = items.iter().map(|(pk, v)| (*pk, v.as_slice())).collect();
     if !bls::verify_batch_grouped(&refs) {
         failures.extend(
             ok.iter()

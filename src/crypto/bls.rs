@@ -267,9 +267,15 @@ fn g1_generator() -> blst::blst_p1_affine {
     *<&blst::blst_p1_affine>::from(&sk.sk_to_pk())
 }
 
+/// A message and its signature, for batch verification.
+pub type Signed<'a> = (&'a [u8], &'a Signature);
+
+/// Signatures that share one public key.
+pub type KeyGroup<'a> = (&'a PublicKey, &'a [Signed<'a>]);
+
 /// Batch verification of many signatures under one public key — the common case
 /// of events signed by the same quorum. See [`verify_batch_grouped`].
-pub fn verify_batch_same_key(pk: &PublicKey, items: &[(&[u8], &Signature)]) -> bool {
+pub fn verify_batch_same_key(pk: &PublicKey, items: &[Signed<'_>]) -> bool {
     verify_batch_grouped(&[(pk, items)])
 }
 
@@ -279,7 +285,7 @@ pub fn verify_batch_same_key(pk: &PublicKey, items: &[(&[u8], &Signature)]) -> b
 /// (blst's general batch needs a Miller loop per item). `true` means every
 /// signature is valid (except with probability 2^-64); on `false`, check one by
 /// one. Signatures must be group-checked (they are when parsed).
-pub fn verify_batch_grouped(groups: &[(&PublicKey, &[(&[u8], &Signature)])]) -> bool {
+pub fn verify_batch_grouped(groups: &[KeyGroup<'_>]) -> bool {
     use blst::MultiPoint;
     let groups: Vec<_> = groups
         .iter()
