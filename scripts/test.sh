@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${ZELLULAR_SDK_VENV:-.venv-sdk}"
 scripts/sdk-interop.sh 40
-LIVENESSD_BLSPY_PYTHON="$(cd "$venv" && pwd)/bin/python" cargo test
+BLSPY_PYTHON="$(cd "$venv" && pwd)/bin/python" cargo test

@@ -93,7 +93,14 @@ struct Proc {
 fn spawn(name: &str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
     let exe = std::env::current_exe().context("locating the livenessd binary")?;
     let out = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
-    let child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // The devnet's configs are the whole truth: no LIVENESSD_* override leaks in.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("LIVENESSD_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)

@@ -173,13 +173,13 @@ async fn an_outage_is_detected_proven_replicated_and_answered() {
 }
 
 /// Hands the signatures to the reference library when it is available
-/// (scripts/test.sh sets LIVENESSD_BLSPY_PYTHON to the SDK venv's python).
+/// (scripts/test.sh sets BLSPY_PYTHON to the SDK venv's python).
 fn blspy_check(items: &[Value]) {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("blspy-roundtrip.json");
     std::fs::write(&path, serde_json::to_string_pretty(items).unwrap()).unwrap();
-    let Ok(python) = std::env::var("LIVENESSD_BLSPY_PYTHON") else {
+    let Ok(python) = std::env::var("BLSPY_PYTHON") else {
         println!(
-            "LIVENESSD_BLSPY_PYTHON not set: blspy round trip written to {}",
+            "BLSPY_PYTHON not set: blspy round trip written to {}",
             path.display()
         );
         return;
