@@ -119,7 +119,7 @@ fn gen_events(q: &Quorum, n: usize, addresses: usize) -> Vec<Event> {
                     (t * per..((t + 1) * per).min(n))
                         .map(|k| {
                             let a = address(k % addresses);
-                            let state = if (k / addresses) % 2 == 0 {
+                            let state = if (k / addresses).is_multiple_of(2) {
                                 NodeState::Down
                             } else {
                                 NodeState::Up
@@ -350,7 +350,7 @@ async fn queries(n: usize, addresses: usize) {
                 position: (k % 100) as u32,
                 event: Event {
                     address: address(k % addresses),
-                    state: if (k / addresses) % 2 == 0 {
+                    state: if (k / addresses).is_multiple_of(2) {
                         NodeState::Down
                     } else {
                         NodeState::Up
