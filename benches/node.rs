@@ -393,6 +393,7 @@ async fn queries(n: usize, addresses: usize) {
         caught_up: Arc::new(AtomicBool::new(true)),
         peers: reqwest::Client::new(),
         peer_timeout: Duration::from_secs(1),
+        state_probes: Arc::new(tokio::sync::Semaphore::new(64)),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

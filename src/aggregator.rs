@@ -9,6 +9,7 @@
 //! submission in flight per target.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,6 +87,9 @@ pub struct Aggregator {
     cfg: AggregatorConfig,
     /// Targets with a pursuit running: at most one submission in flight each.
     in_flight: Mutex<HashSet<String>>,
+    /// Set once the replica has caught up: before that its states are stale and
+    /// nothing is pursued.
+    caught_up: Arc<AtomicBool>,
 }
 
 impl Aggregator {
@@ -102,6 +106,7 @@ impl Aggregator {
             peer_timeout: state.peer_timeout,
             cfg,
             in_flight: Mutex::new(HashSet::new()),
+            caught_up: state.caught_up.clone(),
         })
     }
 
@@ -117,6 +122,9 @@ impl Aggregator {
                 _ = changes.recv() => {}
                 _ = tick.tick() => {}
                 Some(_) = pursuits.join_next(), if !pursuits.is_empty() => continue,
+            }
+            if !self.caught_up.load(Ordering::Relaxed) {
+                continue;
             }
             let replicated = match self.store.states().await {
                 Ok(s) => s,
@@ -193,6 +201,12 @@ impl Aggregator {
                         return;
                     }
                     metrics::inc("aggregator_resubmissions_total", &[]);
+                    // Not applied in time (the sequencer or the replica lags):
+                    // back off before gathering a fresh proof.
+                    if sleep_or_stop(stop, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(self.cfg.retry_max);
                 }
                 Err(AttemptError::ChangedMind(..)) => return,
                 Err(e) => {
@@ -286,8 +300,8 @@ impl Aggregator {
                     .send()
                     .await;
                 let att = match r {
-                    Ok(r) if r.status().is_success() => r.json::<StateAttestation>().await.ok(),
-                    _ => None,
+                    Ok(r) => crate::http::peer_json::<StateAttestation>(r).await,
+                    Err(_) => None,
                 };
                 (id, att)
             });

@@ -188,7 +188,8 @@ impl Answers {
 
     /// The epoch containing unix time `t`.
     pub fn epoch_of(&self, t: i64) -> i64 {
-        (t - self.epoch.genesis).div_euclid(self.epoch.length_secs as i64)
+        t.saturating_sub(self.epoch.genesis)
+            .div_euclid(self.epoch.length_secs as i64)
     }
 
     /// Figures for `address` in epoch `n`, up to `now` for the current one.
@@ -200,12 +201,11 @@ impl Answers {
     ) -> Result<EpochSummary, AnswerError> {
         self.known(address)?;
         let len = self.epoch.length_secs as i64;
-        let start = self.epoch.genesis + n * len;
-        if start < 0 {
-            return Err(AnswerError::BadRange(format!(
-                "epoch {n} starts before time 0"
-            )));
-        }
+        let start = n
+            .checked_mul(len)
+            .and_then(|o| o.checked_add(self.epoch.genesis))
+            .filter(|s| *s >= 0 && s.checked_add(len).is_some())
+            .ok_or_else(|| AnswerError::BadRange(format!("epoch {n} is out of range")))?;
         let end = (start + len).min(now.max(start));
         let before = self.store.state_before(address, start).await?;
         // Transitions at exactly `end` belong to the next epoch.

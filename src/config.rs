@@ -566,8 +566,11 @@ impl NodeConfig {
                 "must be positive",
             ));
         }
-        if self.epoch.length_secs == 0 {
-            return Err(invalid("epoch.length_secs", "must be positive"));
+        if self.epoch.length_secs == 0 || self.epoch.length_secs > 100 * 366 * 86_400 {
+            return Err(invalid(
+                "epoch.length_secs",
+                "must be between 1 s and 100 years",
+            ));
         }
         Ok(())
     }

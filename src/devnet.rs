@@ -503,7 +503,7 @@ impl Devnet {
         let (Some(&down), Some(&up)) = (ts.first(), ts.last()) else {
             bail!("expected a down and an up event, found {events}");
         };
-        let (from, to) = ((down - 60).max(0), up + 60);
+        let (from, to) = ((down - 60).max(0), crate::prober::now_secs().max(up));
         let q = format!("address={target}&from_timestamp={from}&to_timestamp={to}");
         let mut answers = Vec::new();
         for u in &self.node_urls {

@@ -37,6 +37,37 @@ pub struct AppState {
     /// Client for calls to other monitoring nodes.
     pub peers: reqwest::Client,
     pub peer_timeout: Duration,
+    /// Bounds the fresh probes `/state` may run at once: requests are cheap to
+    /// send, probes are not.
+    pub state_probes: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many `/state` probes may run at once; more are answered 503.
+pub const MAX_CONCURRENT_STATE_PROBES: usize = 64;
+
+/// The largest answer read from another monitoring node.
+const MAX_PEER_ANSWER_BYTES: usize = 64 << 10;
+
+/// Reads a peer's JSON answer, refusing bodies over [`MAX_PEER_ANSWER_BYTES`].
+pub(crate) async fn peer_json<T: serde::de::DeserializeOwned>(
+    mut resp: reqwest::Response,
+) -> Option<T> {
+    if !resp.status().is_success()
+        || resp
+            .content_length()
+            .is_some_and(|l| l as usize > MAX_PEER_ANSWER_BYTES)
+    {
+        return None;
+    }
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if body.len() + chunk.len() > MAX_PEER_ANSWER_BYTES {
+            metrics::inc("peer_answers_rejected_total", &[("reason", "too_large")]);
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).ok()
 }
 
 /// One error type for every handler: a status code and the reference node's
@@ -160,10 +191,14 @@ async fn state_attestation(State(s): State<AppState>, Query(q): Params) -> Resul
     if !s.prober.knows(address) {
         return Err(Error::NotFound("Address not found".into()));
     }
-    if (now_secs() - timestamp).abs() > crate::signer::MAX_TIMESTAMP_DRIFT {
+    if now_secs().abs_diff(timestamp) > crate::signer::MAX_TIMESTAMP_DRIFT.unsigned_abs() {
         metrics::inc("attestations_refused_total", &[("reason", "drift")]);
         return Err(Error::BadRequest("Timestamp drift too large".into()));
     }
+    let _permit = s.state_probes.try_acquire().map_err(|_| {
+        metrics::inc("attestations_refused_total", &[("reason", "busy")]);
+        Error::Unavailable("too many state requests at once".into())
+    })?;
     let obs = s
         .prober
         .probe(address)
@@ -184,6 +219,16 @@ async fn signed_downtime(
     let address = param(q, "address")?;
     let from = int_param(q, "from_timestamp")?;
     let to = int_param(q, "to_timestamp")?;
+    // Sign only what the replica knows: nothing about the future, nothing while
+    // the replica is still catching up.
+    if to > now_secs().saturating_add(crate::signer::MAX_TIMESTAMP_DRIFT) {
+        return Err(Error::BadRequest("to_timestamp is in the future".into()));
+    }
+    if !s.caught_up.load(Ordering::Relaxed) {
+        return Err(Error::Unavailable(
+            "replica is catching up with the sequencer".into(),
+        ));
+    }
     let d = s.answers.downtime(address, from, to).await?;
     Ok(s.signer.sign_downtime(&d))
 }
@@ -236,8 +281,8 @@ async fn aggregate_downtime(
                 .send()
                 .await;
             let answer = match resp {
-                Ok(r) if r.status().is_success() => r.json::<DowntimeAnswer>().await.ok(),
-                _ => None,
+                Ok(r) => peer_json::<DowntimeAnswer>(r).await,
+                Err(_) => None,
             };
             (id, answer)
         });

@@ -122,6 +122,9 @@ impl Node {
             caught_up,
             peers: reqwest::Client::new(),
             peer_timeout: Duration::from_millis(cfg.http.peer_timeout_ms),
+            state_probes: Arc::new(tokio::sync::Semaphore::new(
+                http::MAX_CONCURRENT_STATE_PROBES,
+            )),
         };
         Ok(Node {
             cfg,
@@ -145,12 +148,14 @@ impl Node {
             client,
         } = self;
         let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-        let router = http::app(state.clone(), cfg.http.max_body_bytes).layer(
-            tower_http::timeout::TimeoutLayer::with_status_code(
+        let router = http::app(state.clone(), cfg.http.max_body_bytes)
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 Duration::from_millis(cfg.http.request_timeout_ms),
-            ),
-        );
+            ))
+            // A bug in a handler answers 500; it never takes the connection or the node down.
+            .layer(tower_http::catch_panic::CatchPanicLayer::new());
+
         let s = stop.clone();
         tasks.spawn(async move {
             let r = axum::serve(listener, router)

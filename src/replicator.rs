@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{parse_batch, Event, EventError, MonitorSet};
 use crate::metrics;
 use crate::store::node::{Applied, Position, ReplicaStore, Transition};
-use crate::zellular::{Client, Cursor, FinalizedBatch, OperatorSource};
+use crate::zellular::{Client, Cursor, FinalizedBatch, OperatorSource, StreamError};
 
 /// What one chunk did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -237,6 +237,15 @@ impl Replicator {
                         tracing::warn!(error = %e, "sequencer unavailable; retrying");
                         if sleep_or_stop(&stop, Duration::from_secs(1)).await {
                             return;
+                        }
+                        if matches!(
+                            e,
+                            StreamError::Unproven { .. } | StreamError::OperatorSet { .. }
+                        ) {
+                            // This gateway's answers cannot be proven: try the next
+                            // one, from the persisted cursor.
+                            self.client.rotate_gateway();
+                            continue 'outer;
                         }
                     }
                 }

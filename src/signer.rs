@@ -86,7 +86,7 @@ impl Signer {
         obs: &Observation,
         timestamp: i64,
     ) -> Result<(StateAttestation, Signature), DriftError> {
-        if (obs.at() - timestamp).abs() > MAX_TIMESTAMP_DRIFT {
+        if obs.at().abs_diff(timestamp) > MAX_TIMESTAMP_DRIFT.unsigned_abs() {
             return Err(DriftError {
                 requested: timestamp,
                 observed: obs.at(),

@@ -286,3 +286,19 @@ fn same_key_batch_verification() {
 fn key_sk(v: &Value, name: &str) -> String {
     s(&key(v, name)["sk"]).to_owned()
 }
+
+#[test]
+fn keys_that_cancel_out_never_form_an_aggregate_key() {
+    // sk and r − sk: their public keys sum to the identity.
+    let r = num_bigint::BigUint::parse_bytes(
+        b"73eda753299d7d483339d80809a1d80553bda402fffe5bfeffffffff00000001",
+        16,
+    )
+    .unwrap();
+    let a = SecretKey::key_gen(&[7; 32]).unwrap();
+    let neg = &r - num_bigint::BigUint::parse_bytes(a.to_hex().as_bytes(), 16).unwrap();
+    let b = SecretKey::from_hex(&format!("{neg:064x}")).unwrap();
+    assert!(PublicKey::aggregate(&[a.public_key(), b.public_key()]).is_none());
+    let c = SecretKey::key_gen(&[8; 32]).unwrap();
+    assert!(PublicKey::aggregate(&[a.public_key(), b.public_key(), c.public_key()]).is_some());
+}

@@ -264,6 +264,37 @@ async fn state_attestations_are_fresh_signed_probes() {
         (404, json!({"detail": "Address not found"}))
     );
     assert_eq!(c.get(0, &format!("/state?address={a}")).await.0, 422);
+    // Timestamps far away never wrap around the drift check.
+    for t in [i64::MIN, i64::MAX, now - (1 << 62)] {
+        let (status, _) = c.get(0, &format!("/state?address={a}&timestamp={t}")).await;
+        assert_eq!(status, 400, "timestamp {t}");
+    }
+    assert_eq!(
+        c.get(0, &format!("/v1/epochs/{}?address={a}", i64::MAX))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        c.get(0, &format!("/v1/epochs/{}?address={a}", i64::MIN))
+            .await
+            .0,
+        400
+    );
+    // Downtime is signed for the past only.
+    let (status, body) = c
+        .get(
+            0,
+            &format!(
+                "/downtime?address={a}&from_timestamp=0&to_timestamp={}",
+                now + 3600
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (400, Some("to_timestamp is in the future"))
+    );
     // The local view follows the damped probes.
     c.targets[0].set(500);
     eventually(10, "local view down", || async {

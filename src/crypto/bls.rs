@@ -148,9 +148,13 @@ impl PublicKey {
         if refs.is_empty() {
             return None;
         }
+        // Keys that cancel out (pk and −pk) sum to the identity, which would make
+        // any signature of the identity "valid": never an aggregate key.
         min_pk::AggregatePublicKey::aggregate(&refs, false)
             .ok()
-            .map(|a| PublicKey(a.to_public_key()))
+            .map(|a| a.to_public_key())
+            .filter(|pk| pk.validate().is_ok())
+            .map(PublicKey)
     }
 }
 

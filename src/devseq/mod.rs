@@ -527,25 +527,39 @@ async fn put_batch(
         });
     }
     let app_log = seq.app(&app, true).await?.expect("created");
-    let mut head = app_log.lock().await;
-    let index = head.last_index + 1;
-    let chain = chain::next(&head.last_chain, &body);
-    seq.inner
-        .store
-        .append(&app, index, &body, &chain, now_secs())
-        .await
-        .map_err(ApiError::internal)?;
-    head.last_index = index;
-    head.last_chain = chain;
-    metrics::inc("devseq_batches_total", &[]);
-    if seq.inner.cfg.finalize_interval.is_zero() {
-        seq.finalize_head(&mut head)
-            .await
-            .map_err(ApiError::internal)?;
-    } else {
-        seq.inner.arrived.notify_one();
+    // The append and the head update run detached: a client that disconnects (or
+    // a request timeout) cannot cancel them halfway, leaving a committed row the
+    // in-memory head does not know about.
+    let s2 = seq.clone();
+    let appended = tokio::spawn(async move {
+        let mut head = app_log.lock().await;
+        let index = head.last_index + 1;
+        let chain = chain::next(&head.last_chain, &body);
+        s2.inner
+            .store
+            .append(&app, index, &body, &chain, now_secs())
+            .await?;
+        head.last_index = index;
+        head.last_chain = chain;
+        metrics::inc("devseq_batches_total", &[]);
+        if s2.inner.cfg.finalize_interval.is_zero() {
+            // The batch is in the log either way; a failed finalization is retried
+            // with the next batch, so the client must not resend it.
+            if let Err(e) = s2.finalize_head(&mut head).await {
+                metrics::inc("devseq_errors_total", &[("op", "finalize")]);
+                tracing::error!(error = %e, "finalization failed");
+            }
+        } else {
+            s2.inner.arrived.notify_one();
+        }
+        Ok::<(), StoreError>(())
+    })
+    .await;
+    match appended {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ApiError::internal(e)),
+        Err(e) => return Err(ApiError::internal(e)),
     }
-    drop(head);
     Ok(Json(
         json!({"status": "success", "message": "The batch is received successfully.", "data": {}}),
     )

@@ -112,6 +112,21 @@ impl ReplicaStore {
             .collect()
     }
 
+    /// The current state of one address (`up` since 0 when it has none).
+    pub async fn state_of(&self, address: &str) -> Result<Transition, StoreError> {
+        let r = sqlx::query("SELECT state, since FROM states WHERE address = ?")
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await?;
+        match r {
+            None => Ok(Transition {
+                state: NodeState::Up,
+                timestamp: 0,
+            }),
+            Some(r) => transition(r.get(0), r.get(1)),
+        }
+    }
+
     /// Applies accepted events and moves the cursor, in one transaction: a crash
     /// leaves either all of it or none.
     pub async fn apply(

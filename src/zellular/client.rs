@@ -272,9 +272,9 @@ impl Client {
                 }
                 Err(e) => {
                     metrics::inc("zellular_request_errors_total", &[("op", what)]);
-                    if e.is_transient() {
-                        self.fail_over(i);
-                    }
+                    // Next call goes elsewhere: one gateway that refuses (a 4xx from
+                    // a misconfigured node, say) must not stall us while others work.
+                    self.fail_over(i);
                     return Err(e);
                 }
             }
@@ -492,13 +492,14 @@ pub struct FinalizedStream {
     /// Set by an integrity failure; returned again on every later call.
     failed: Option<StreamError>,
     poll_delay: Duration,
-    /// True while the gateway has nothing new for us (we are at its head).
+    /// Set (and kept) once the gateway had nothing new for us: we reached its head.
     caught_up: Arc<AtomicBool>,
 }
 
 impl FinalizedStream {
-    /// Shares `flag` as the caught-up indicator: set while the gateway has nothing
-    /// new, cleared as soon as it does.
+    /// Shares `flag` as the caught-up indicator: set the first time the gateway has
+    /// nothing new after everything before was handed out (a latch: later bursts of
+    /// new batches do not clear it, so readiness does not flap under load).
     pub fn with_caught_up_flag(mut self, flag: Arc<AtomicBool>) -> Self {
         self.caught_up = flag;
         self
@@ -547,14 +548,14 @@ impl FinalizedStream {
             };
             let data = self.client.fetch_finalized(after).await?;
             let Some(data) = data.filter(|d| !d.batches.is_empty()) else {
-                self.caught_up
-                    .store(self.pending.is_empty(), Ordering::Relaxed);
+                if self.pending.is_empty() {
+                    self.caught_up.store(true, Ordering::Relaxed);
+                }
                 tokio::time::sleep(self.poll_delay).await;
                 self.poll_delay = (self.poll_delay * 2).min(self.client.inner.cfg.poll_max);
                 continue;
             };
             self.poll_delay = self.client.inner.cfg.poll_min;
-            self.caught_up.store(false, Ordering::Relaxed);
             if let Err(e) = self.absorb(after, chain_known, data).await {
                 // Start over from the last verified index: the sync points that
                 // cover what was pending will come again with the batches.
@@ -592,7 +593,8 @@ impl FinalizedStream {
                 // Resuming: batch `after + 1` is the cursor's own batch; drop it.
                 batches.next();
                 idx += 1;
-                self.verified_chain = Some(data.first_chaining_hash.clone());
+                // Only a claim until a sync point vouches for the chain built on it:
+                // it is not recorded as verified.
                 data.first_chaining_hash.clone()
             }
         };

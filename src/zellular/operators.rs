@@ -353,6 +353,9 @@ pub const SDK_DEFAULT_NODES: [&str; 4] = [
     "0x93d89ade53b8fcca53736be1a0d11d342d71118b",
 ];
 
+/// Operator sets kept per subgraph source (one per block tag seen).
+pub const MAX_CACHED_TAGS: usize = 64;
+
 /// How many blocks behind the head the tag is taken (reorg margin, as the SDK does).
 pub const TAG_LAG_BLOCKS: u64 = 5;
 
@@ -447,10 +450,15 @@ impl Subgraph {
             .collect::<Result<Vec<_>, _>>()?;
         let set = Arc::new(OperatorSet::new(ops, self.threshold_percent)?);
         if let Some(b) = block {
-            self.cache
-                .lock()
-                .expect("cache lock")
-                .insert(b, set.clone());
+            let mut cache = self.cache.lock().expect("cache lock");
+            cache.insert(b, set.clone());
+            // Keep the newest blocks only: tags move forward with the chain.
+            while cache.len() > MAX_CACHED_TAGS {
+                let Some(&oldest) = cache.keys().min() else {
+                    break;
+                };
+                cache.remove(&oldest);
+            }
         }
         Ok(set)
     }
