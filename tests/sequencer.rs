@@ -601,3 +601,35 @@ async fn reference_shapes_and_status_codes() {
     );
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_gateway_that_refuses_is_left_for_the_next_one() {
+    // Gateway A does not serve the app (400 Invalid app name); B does.
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut cfg = devseq_config(dir_a.path());
+    cfg.apps = vec!["other".into()];
+    let (_a, srv_a) = start_devseq(cfg, any_port()).await;
+    let dir_b = tempfile::tempdir().unwrap();
+    let (seq_b, srv_b) = start_devseq(devseq_config(dir_b.path()), any_port()).await;
+    let client = Client::new(config(&[&srv_a.url, &srv_b.url], "app"));
+    // The first submission is refused by A with its reason; the next goes to B.
+    let err = client.submit("x").await.unwrap_err();
+    assert!(err.to_string().contains("Invalid app name"), "{err}");
+    client.submit("x").await.unwrap();
+    let mut stream =
+        client.finalized_stream(Cursor::genesis(), source_from_file(&seq_b.operators_file()));
+    let mut errors = 0;
+    let b = loop {
+        match stream.next().await {
+            Ok(b) => break b,
+            Err(e) => {
+                assert!(!e.is_fatal(), "{e}");
+                errors += 1;
+                assert!(errors < 3, "stuck on the refusing gateway: {e}");
+            }
+        }
+    };
+    assert_eq!((b.index, b.body.as_str()), (1, "x"));
+    srv_a.shutdown().await;
+    srv_b.shutdown().await;
+}
