@@ -394,8 +394,14 @@ impl MonitorSet {
     pub fn verify_events(&self, events: &[&Event]) -> Vec<Result<(), EventError>> {
         let mut results: Vec<Result<(), EventError>> = Vec::with_capacity(events.len());
         let mut prepared: Vec<Pending<'_>> = Vec::new();
+        // Most events share a signer set: aggregate each set's key once.
+        let mut keys: HashMap<&[String], Result<SignerKey, EventError>> = HashMap::new();
         for (i, e) in events.iter().enumerate() {
-            match self.signer_key(&e.non_signing_nodes) {
+            let key = keys
+                .entry(e.non_signing_nodes.as_slice())
+                .or_insert_with(|| self.signer_key(&e.non_signing_nodes))
+                .clone();
+            match key {
                 Ok(k) => {
                     prepared.push(Pending {
                         index: i,

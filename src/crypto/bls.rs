@@ -59,6 +59,12 @@ fn from_hex(s: &str, expected: usize) -> Result<Vec<u8>, BlsError> {
         .collect()
 }
 
+/// The compressed encoding of the G1 identity: the infinity flag, all else zero.
+fn is_identity(pk: &min_pk::PublicKey) -> bool {
+    let c = pk.compress();
+    c[0] == 0xc0 && c[1..].iter().all(|&b| b == 0)
+}
+
 /// Lowercase hex of bytes.
 pub fn to_hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -153,7 +159,7 @@ impl PublicKey {
         min_pk::AggregatePublicKey::aggregate(&refs, false)
             .ok()
             .map(|a| a.to_public_key())
-            .filter(|pk| pk.validate().is_ok())
+            .filter(|pk| !is_identity(pk))
             .map(PublicKey)
     }
 }
