@@ -43,8 +43,17 @@ pub struct DevnetArgs {
     pub probe_interval_ms: u64,
 }
 
-fn free_port() -> anyhow::Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+/// `n` distinct free loopback addresses. They are released for the child processes
+/// to bind, so another program could take one in between; the devnet then reports
+/// the child that failed to start.
+fn free_ports(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(held
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// A demo target: serves `/eigen/node/health` with 200 until stopped.
@@ -64,6 +73,8 @@ impl DemoTarget {
         sock.set_reuseaddr(true)?;
         sock.bind(self.addr)?;
         let listener = sock.listen(128)?;
+        // First start on port 0: keep the port the system gave, to restart on it.
+        self.addr = listener.local_addr()?;
         let token = CancellationToken::new();
         let t = token.clone();
         let router =
@@ -220,7 +231,8 @@ impl Devnet {
             .build()?;
 
         // The dev sequencer.
-        let seq_addr = free_port()?;
+        let mut ports = free_ports(1 + args.nodes)?.into_iter();
+        let seq_addr = ports.next().expect("one port per process");
         let seq_url = format!("http://{seq_addr}");
         let seq_dir = dir.join("sequencer");
         let mut procs = vec![spawn(
@@ -249,7 +261,7 @@ impl Devnet {
         for t in 1..=args.targets {
             let mut dt = DemoTarget {
                 address: format!("0xTarget{t}"),
-                addr: free_port()?,
+                addr: "127.0.0.1:0".parse().expect("literal address"),
                 stop: None,
             };
             dt.start().await?;
@@ -271,7 +283,7 @@ impl Devnet {
                 crate::keyfile::write_secret(&key_path, &(sk.to_hex() + "\n"))?;
                 sk
             };
-            let listen = free_port()?;
+            let listen = ports.next().expect("one port per process");
             monitors.push(MonitoringNode {
                 id: format!("Node{i}"),
                 url: format!("http://{listen}"),

@@ -240,10 +240,7 @@ async fn a_target_unreachable_from_one_node_is_never_marked_down() {
             cfg.aggregator = true;
             if i == 0 {
                 // Node 1 alone cannot reach the target.
-                let dead = std::net::TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap();
+                let dead = dead_addr();
                 cfg.targets[0].http = Some(format!("http://{dead}/health"));
             }
         }),

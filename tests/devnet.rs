@@ -3,12 +3,17 @@
 
 use std::process::Command;
 
+/// The devnets of these tests pick free ports for their processes; running them one
+/// at a time keeps them from picking each other's.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn livenessd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_livenessd"))
 }
 
 #[test]
 fn devnet_demo_then_offline_verification() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let out = livenessd()
         .args([
@@ -114,6 +119,7 @@ fn devnet_demo_then_offline_verification() {
 /// (SIGINT) stops every process cleanly.
 #[test]
 fn devnet_control_and_clean_ctrl_c() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     use std::io::{BufRead, BufReader};
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();

@@ -349,10 +349,8 @@ async fn an_event_made_by_the_reference_node_is_verified_and_applied() {
     let dir = tempfile::tempdir().unwrap();
     let (_seq, seq_srv) = start_devseq(devseq_config(&dir.path().join("seq")), any_port()).await;
     let target = FakeTarget::start();
-    let node_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let node_listener = bind(any_port());
+    let node_addr = node_listener.local_addr().unwrap();
     // The reference monitoring_nodes.json: no proofs of possession.
     let nodes_file = dir.path().join("monitoring_nodes.json");
     let reference: serde_json::Map<String, Value> = ["Node1", "Node2", "Node3"]
@@ -407,7 +405,7 @@ poll_max_ms = 50
     let cfg = NodeConfig::load(Some(&cfg_path), &Default::default()).unwrap();
     let node = Node::open(cfg).await.unwrap();
     let stop = CancellationToken::new();
-    let listener = bind(node_addr);
+    let listener = node_listener;
     let t = stop.clone();
     let task = tokio::spawn(async move { node.run(listener, t).await.unwrap() });
 

@@ -172,9 +172,7 @@ async fn fails_over_to_the_next_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let (seq, srv) = start_devseq(devseq_config(dir.path()), any_port()).await;
     // Nothing listens on the first gateway.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_url = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let dead_url = format!("http://{}", common::dead_addr());
     let client = Client::new(config(&[&dead_url, &srv.url], "app"));
     client.submit("x").await.unwrap();
     let mut stream =

@@ -25,6 +25,8 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// Applied to every node's config before it starts.
     pub tweak: Tweak,
+    /// Listeners bound at start, handed to each node on its first run.
+    listeners: std::sync::Mutex<Vec<Option<tokio::net::TcpListener>>>,
 }
 
 pub type Tweak = Box<dyn Fn(usize, &mut NodeConfig) + Send + Sync>;
@@ -42,15 +44,11 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let (seq, seq_srv) = start_devseq(devseq_config(&dir.path().join("seq")), any_port()).await;
         let ids: Vec<Identity> = (1..=n_nodes).map(Identity::new).collect();
-        // Reserve a port per node.
-        let addrs = (0..n_nodes)
-            .map(|_| {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-            })
-            .collect();
+        // Bind every node's listener now and keep it until the node starts: a port
+        // that is only reserved and released can be handed to another test.
+        let listeners: Vec<tokio::net::TcpListener> =
+            (0..n_nodes).map(|_| bind(any_port())).collect();
+        let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
         let targets = (0..n_targets).map(|_| FakeTarget::start()).collect();
         let mut cc = ClientConfig::new("livenessd", vec![seq_srv.url.clone()]);
         cc.retry_initial = Duration::from_millis(10);
@@ -65,6 +63,7 @@ impl Cluster {
             client: Client::new(cc),
             http: reqwest::Client::new(),
             tweak,
+            listeners: std::sync::Mutex::new(listeners.into_iter().map(Some).collect()),
         };
         for i in 0..n_nodes as usize {
             let r = c.run_node(i).await;
@@ -117,7 +116,8 @@ impl Cluster {
 
     pub async fn run_node(&self, i: usize) -> Running {
         let cfg = self.config(i);
-        let listener = bind(self.addrs[i]);
+        let first = self.listeners.lock().unwrap()[i].take();
+        let listener = first.unwrap_or_else(|| bind(self.addrs[i]));
         let node = Node::open(cfg).await.unwrap();
         let stop = CancellationToken::new();
         let token = stop.clone();

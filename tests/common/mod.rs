@@ -207,3 +207,14 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An address nothing answers on (connections are refused), reserved for the rest
+/// of the test process so no other test can be given it.
+pub fn dead_addr() -> SocketAddr {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(any_port()).unwrap();
+    let addr = sock.local_addr().unwrap();
+    // Bound but never listening: kept (not closed) so the port stays taken.
+    std::mem::forget(sock);
+    addr
+}
