@@ -7,6 +7,20 @@ use std::process::Command;
 /// at a time keeps them from picking each other's.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// `livenessd verify FILE --nodes NODES`.
+fn verify(
+    file: impl AsRef<std::ffi::OsStr>,
+    nodes: impl AsRef<std::ffi::OsStr>,
+) -> std::process::Output {
+    livenessd()
+        .arg("verify")
+        .arg(file)
+        .arg("--nodes")
+        .arg(nodes)
+        .output()
+        .unwrap()
+}
+
 fn livenessd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_livenessd"))
 }
@@ -41,13 +55,7 @@ fn devnet_demo_then_offline_verification() {
     let proof = dir.path().join("demo-proof.json");
     let nodes = dir.path().join("nodes.json");
     // Valid: exit 0.
-    let ok = livenessd()
-        .arg("verify")
-        .arg(&proof)
-        .arg("--nodes")
-        .arg(&nodes)
-        .output()
-        .unwrap();
+    let ok = verify(&proof, &nodes);
     assert_eq!(
         ok.status.code(),
         Some(0),
@@ -63,13 +71,7 @@ fn devnet_demo_then_offline_verification() {
         serde_json::json!(v["total_downtime_seconds"].as_i64().unwrap() + 1);
     let bad = dir.path().join("tampered.json");
     std::fs::write(&bad, v.to_string()).unwrap();
-    let out = livenessd()
-        .arg("verify")
-        .arg(&bad)
-        .arg("--nodes")
-        .arg(&nodes)
-        .output()
-        .unwrap();
+    let out = verify(&bad, &nodes);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("does not verify"));
     // Claiming a signer that did not sign: listed as signer but key absent from the aggregate.
@@ -77,13 +79,7 @@ fn devnet_demo_then_offline_verification() {
         serde_json::json!(v["total_downtime_seconds"].as_i64().unwrap() - 1);
     v["non_signing_nodes"] = serde_json::json!(["Node1", "Node2"]);
     std::fs::write(&bad, v.to_string()).unwrap();
-    let out = livenessd()
-        .arg("verify")
-        .arg(&bad)
-        .arg("--nodes")
-        .arg(&nodes)
-        .output()
-        .unwrap();
+    let out = verify(&bad, &nodes);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -93,13 +89,7 @@ fn devnet_demo_then_offline_verification() {
 
     // Unreadable: exit 2.
     std::fs::write(&bad, "not json").unwrap();
-    let out = livenessd()
-        .arg("verify")
-        .arg(&bad)
-        .arg("--nodes")
-        .arg(&nodes)
-        .output()
-        .unwrap();
+    let out = verify(&bad, &nodes);
     assert_eq!(out.status.code(), Some(2));
     let out = livenessd()
         .arg("verify")

@@ -187,24 +187,30 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_resumes_at_its_cursor_without_gaps_or_duplicates() {
     let mut c = Cluster::start(3, 1).await;
-    let ids: Vec<&Identity> = c.ids.iter().collect();
     let a = Cluster::address(0);
-    let mut ts = 10_000;
-    let mut state = "down";
-    for _ in 0..20 {
-        c.submit(&json!([signed_event(&ids, &[], &a, state, ts)]).to_string())
-            .await;
-        ts += 10;
-        state = if state == "down" { "up" } else { "down" };
+    // Alternating transitions of one address, 10 s apart.
+    let batches: Vec<String> = {
+        let ids: Vec<&Identity> = c.ids.iter().collect();
+        (0..40)
+            .map(|k| {
+                json!([signed_event(
+                    &ids,
+                    &[],
+                    &a,
+                    ["down", "up"][k % 2],
+                    10_000 + 10 * k as i64
+                )])
+                .to_string()
+            })
+            .collect()
+    };
+    for b in &batches[..20] {
+        c.submit(b).await;
     }
     c.settle().await;
     c.stop_node(2).await;
-    let ids: Vec<&Identity> = c.ids.iter().collect();
-    for _ in 0..20 {
-        c.submit(&json!([signed_event(&ids, &[], &a, state, ts)]).to_string())
-            .await;
-        ts += 10;
-        state = if state == "down" { "up" } else { "down" };
+    for b in &batches[20..] {
+        c.submit(b).await;
     }
     c.settle().await;
     c.restart_node(2).await;

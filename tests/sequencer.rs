@@ -14,9 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use common::{any_port, devseq_config, serve_router, start_devseq, vector};
 use livenessd::crypto::bn254::SecretKey;
+use livenessd::devseq::DevSequencer;
 use livenessd::zellular::operators::FinalityError;
 use livenessd::zellular::{
-    Client, ClientConfig, Cursor, OperatorSet, OperatorSource, StreamError, SubmitError,
+    Client, ClientConfig, Cursor, FinalizedBatch, OperatorSet, OperatorSource, StreamError,
+    SubmitError,
 };
 use serde_json::Value;
 
@@ -34,6 +36,19 @@ fn config(urls: &[&str], app: &str) -> ClientConfig {
 fn source_from_file(path: &std::path::Path) -> OperatorSource {
     let text = std::fs::read_to_string(path).unwrap();
     OperatorSource::Static(Arc::new(OperatorSet::from_json(&text, 67.0).unwrap()))
+}
+
+/// Submits `body`, then reads the first batch of the finalized stream from genesis.
+async fn submit_and_read(
+    client: &Client,
+    seq: &DevSequencer,
+    body: &str,
+) -> Result<FinalizedBatch, StreamError> {
+    client.submit(body).await.unwrap();
+    client
+        .finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()))
+        .next()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,10 +189,7 @@ async fn fails_over_to_the_next_gateway() {
     // Nothing listens on the first gateway.
     let dead_url = format!("http://{}", common::dead_addr());
     let client = Client::new(config(&[&dead_url, &srv.url], "app"));
-    client.submit("x").await.unwrap();
-    let mut stream =
-        client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
-    assert_eq!(stream.next().await.unwrap().body, "x");
+    assert_eq!(submit_and_read(&client, &seq, "x").await.unwrap().body, "x");
     srv.shutdown().await;
 }
 
@@ -446,10 +458,7 @@ async fn nonsigners_over_the_threshold_stop_the_stream() {
     cfg.nonsigners = 1;
     let (seq, srv) = start_devseq(cfg, any_port()).await;
     let client = Client::new(config(&[&srv.url], "app"));
-    client.submit("x").await.unwrap();
-    let mut stream =
-        client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
-    let err = stream.next().await.unwrap_err();
+    let err = submit_and_read(&client, &seq, "x").await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -468,10 +477,7 @@ async fn nonsigners_over_the_threshold_stop_the_stream() {
     cfg.nonsigners = 1;
     let (seq, srv) = start_devseq(cfg, any_port()).await;
     let client = Client::new(config(&[&srv.url], "app"));
-    client.submit("y").await.unwrap();
-    let mut stream =
-        client.finalized_stream(Cursor::genesis(), source_from_file(&seq.operators_file()));
-    assert_eq!(stream.next().await.unwrap().body, "y");
+    assert_eq!(submit_and_read(&client, &seq, "y").await.unwrap().body, "y");
     srv.shutdown().await;
 }
 
