@@ -7,12 +7,22 @@ use livenessd::crypto::bls::{verify_batch, BatchItem, PublicKey, SecretKey, Sign
 use serde_json::Value;
 
 fn key<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == name)
-        .unwrap()
+    common::named(v, "keys", name)
+}
+
+/// For each message, the aggregate of every key's signature of it.
+fn aggregated(keys: &[SecretKey], msgs: &[String]) -> Vec<Signature> {
+    msgs.iter()
+        .map(|m| {
+            Signature::aggregate(
+                &keys
+                    .iter()
+                    .map(|k| k.sign(m.as_bytes()))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
+        })
+        .collect()
 }
 
 fn text<'a>(v: &'a Value, name: &str) -> &'a str {
@@ -153,18 +163,7 @@ fn batch_verification_finds_a_bad_item() {
         .collect();
     let apk =
         PublicKey::aggregate(&keys.iter().map(|k| k.public_key()).collect::<Vec<_>>()).unwrap();
-    let mut sigs: Vec<Signature> = msgs
-        .iter()
-        .map(|m| {
-            Signature::aggregate(
-                &keys
-                    .iter()
-                    .map(|k| k.sign(m.as_bytes()))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let mut sigs: Vec<Signature> = aggregated(&keys, &msgs);
     let items = |sigs: &[Signature]| -> bool {
         let it: Vec<BatchItem> = msgs
             .iter()
@@ -204,18 +203,7 @@ fn same_key_batch_verification() {
     let msgs: Vec<String> = (0..50)
         .map(|i| format!("Address: 0x{i}, State: up, Timestamp: {i}"))
         .collect();
-    let mut sigs: Vec<Signature> = msgs
-        .iter()
-        .map(|m| {
-            Signature::aggregate(
-                &keys
-                    .iter()
-                    .map(|k| k.sign(m.as_bytes()))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let mut sigs: Vec<Signature> = aggregated(&keys, &msgs);
     let check = |sigs: &[Signature]| {
         let items: Vec<(&[u8], &Signature)> = msgs.iter().map(|m| m.as_bytes()).zip(sigs).collect();
         verify_batch_same_key(&apk, &items)

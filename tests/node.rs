@@ -440,28 +440,15 @@ poll_max_ms = 50
     client.submit(&events.to_string()).await.unwrap();
     let http = reqwest::Client::new();
     eventually(20, "both events applied", || async {
-        let p: Value = http
-            .get(format!("{}/v1/position", node_url(node_addr)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let p = get_json(&http, &format!("{}/v1/position", node_url(node_addr))).await;
         p["events_count"] == 2
     })
     .await;
-    let d: Value = http
-        .get(format!(
-            "{}/downtime?address=0xNodeA123&from_timestamp=0&to_timestamp={ts}",
-            node_url(node_addr)
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!(
+        "{}/downtime?address=0xNodeA123&from_timestamp=0&to_timestamp={ts}",
+        node_url(node_addr)
+    );
+    let d = get_json(&http, &url).await;
     assert_eq!(d["total_downtime_seconds"], 100);
     stop.cancel();
     task.await.unwrap();

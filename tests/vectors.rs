@@ -44,12 +44,7 @@ fn bn() -> Value {
 }
 
 fn key_by_name<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == name)
-        .unwrap()
+    common::named(v, "keys", name)
 }
 
 fn xy(v: &Value, field: &str) -> [String; 2] {

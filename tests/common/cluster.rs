@@ -164,15 +164,7 @@ impl Cluster {
 
     /// Waits until every running node has applied up to the sequencer's last index.
     pub async fn settle(&self) {
-        let last: Value = self
-            .http
-            .get(format!("{}/node/state", self.seq_srv.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let last = get_json(&self.http, &format!("{}/node/state", self.seq_srv.url)).await;
         let want = last["data"]["apps"]["livenessd"]["last_sequenced_index"]
             .as_u64()
             .unwrap_or(0);

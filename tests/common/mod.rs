@@ -218,3 +218,18 @@ pub fn dead_addr() -> SocketAddr {
     std::mem::forget(sock);
     addr
 }
+
+/// The entry of `v[list]` whose `name` is `name`.
+pub fn named<'a>(v: &'a Value, list: &str, name: &str) -> &'a Value {
+    v[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list}"))
+}
+
+/// GET `url` and decode its JSON body.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
