@@ -6,20 +6,24 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use livenessd::answers::Answers;
+use livenessd::clock::Clock;
 use livenessd::config::{EpochConfig, MonitoringNode, ProbeConfig, Target, Threshold};
 use livenessd::crypto::bls::{self, BatchItem, PublicKey, SecretKey, Signature};
 use livenessd::devseq::{DevSeqConfig, DevSequencer};
 use livenessd::events::{state_message, Event, MonitorSet, NodeState};
-use livenessd::http::AppState;
+use livenessd::freshness::ReplicaStatus;
+use livenessd::node::{NodeContext, Settings};
+use livenessd::peers::Peers;
 use livenessd::prober::Prober;
+use livenessd::replicator::ApplyWindow;
 use livenessd::replicator::Replicator;
 use livenessd::signer::Signer;
 use livenessd::store::node::{Applied, ReplicaStore};
+use livenessd::store::node::{CursorUpdate, TargetState};
 use livenessd::zellular::{Client, ClientConfig, OperatorSource};
 use num_bigint::BigUint;
 use serde_json::json;
@@ -124,7 +128,9 @@ fn gen_events(q: &Quorum, n: usize, addresses: usize) -> Vec<Event> {
                             } else {
                                 NodeState::Up
                             };
-                            let ts = 1_600_000_000 + k as i64;
+                            // Every event within the sequencer's window of its
+                            // (manual) clock, timestamps never decreasing.
+                            let ts = SEQ_TIME - 100 + (k * 100 / n) as i64;
                             Event {
                                 aggregated_signature: q
                                     .signers_sum
@@ -144,10 +150,14 @@ fn gen_events(q: &Quorum, n: usize, addresses: usize) -> Vec<Event> {
     })
 }
 
+/// The dev sequencer's (manual) time in the replication benchmarks.
+const SEQ_TIME: i64 = 1_700_000_000;
+
 async fn start_devseq(dir: &Path) -> (String, OperatorSource, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let mut cfg = DevSeqConfig::new(dir, &url);
+    cfg.clock = Clock::manual(SEQ_TIME);
     cfg.finalize_interval = Duration::from_millis(50);
     let seq = DevSequencer::open(cfg).await.unwrap();
     let ops = OperatorSource::Static(seq.operator_set());
@@ -199,9 +209,13 @@ async fn replicator(
         store.clone(),
         monitors,
         &addrs,
+        ApplyWindow {
+            max_event_age: 120,
+            max_clock_drift: 10,
+        },
         client(url),
         ops,
-        Arc::new(AtomicBool::new(false)),
+        ReplicaStatus::new(Clock::manual(SEQ_TIME), 30, 120),
     )
     .await
     .unwrap();
@@ -338,32 +352,54 @@ async fn queries(n: usize, addresses: usize) {
         .await
         .unwrap();
     let addrs: Vec<String> = (0..addresses).map(address).collect();
-    store.init_addresses(&addrs).await.unwrap();
+    store.init_targets(&addrs).await.unwrap();
     // Fill the replica directly (the signatures are not checked at this layer).
     let t = Instant::now();
     let sig = q.signers_sum.sign(b"x").to_hex();
     let chunk = 20_000;
+    let mut states: std::collections::HashMap<String, TargetState> = Default::default();
     for start in (0..n).step_by(chunk) {
         let applied: Vec<Applied> = (start..(start + chunk).min(n))
-            .map(|k| Applied {
-                zellular_index: (k / 100 + 1) as u64,
-                position: (k % 100) as u32,
-                event: Event {
-                    address: address(k % addresses),
-                    state: if (k / addresses).is_multiple_of(2) {
-                        NodeState::Down
-                    } else {
-                        NodeState::Up
+            .map(|k| {
+                let a = address(k % addresses);
+                let state = if (k / addresses).is_multiple_of(2) {
+                    NodeState::Down
+                } else {
+                    NodeState::Up
+                };
+                let ts = 1_600_000_000 + k as i64;
+                let after = states
+                    .get(&a)
+                    .copied()
+                    .unwrap_or(TargetState::INITIAL)
+                    .after(state, ts);
+                states.insert(a.clone(), after);
+                Applied {
+                    zellular_index: (k / 100 + 1) as u64,
+                    position: (k % 100) as u32,
+                    event: Event {
+                        address: a,
+                        state,
+                        timestamp: ts,
+                        aggregated_signature: sig.clone(),
+                        non_signing_nodes: vec!["Node4".into()],
                     },
-                    timestamp: 1_600_000_000 + k as i64,
-                    aggregated_signature: sig.clone(),
-                    non_signing_nodes: vec!["Node4".into()],
-                },
-                finalized_at: 1_600_000_000 + k as i64,
+                    log_time: ts,
+                    after,
+                }
             })
             .collect();
+        let end = (start + chunk).min(n);
         store
-            .apply(&applied, (start / 100 + chunk / 100) as u64, "chain")
+            .apply(
+                &applied,
+                &CursorUpdate {
+                    index: (end / 100) as u64,
+                    chaining_hash: "chain".into(),
+                    partial_items: 0,
+                    log_time: 1_600_000_000 + end as i64,
+                },
+            )
             .await
             .unwrap();
     }
@@ -383,22 +419,42 @@ async fn queries(n: usize, addresses: usize) {
             tcp: Some("127.0.0.1:9".into()),
         })
         .collect();
-    let state = AppState {
+    // A fresh replica whose history is all settled.
+    let log_time = 1_600_000_000 + n as i64 + 1_000;
+    let clock = Clock::manual(log_time);
+    let status = ReplicaStatus::new(clock.clone(), 30, 120);
+    status.set_reached_head(true);
+    status.applied((n / 100) as u64, log_time);
+    let ctx = NodeContext {
         node_id: "Node1".into(),
         monitors: Arc::new(MonitorSet::new(&q.nodes, &[], Threshold::TWO_THIRDS).unwrap()),
-        prober: Prober::new(&targets, ProbeConfig::default()),
+        prober: Prober::new(&targets, ProbeConfig::default(), clock.clone()),
         signer: Arc::new(Signer::from_file(&key_file).unwrap()),
         answers: Answers::new(store.clone(), addrs.clone(), epoch),
         store: store.clone(),
-        caught_up: Arc::new(AtomicBool::new(true)),
-        peers: reqwest::Client::new(),
-        peer_timeout: Duration::from_secs(1),
-        state_probes: Arc::new(tokio::sync::Semaphore::new(64)),
+        status,
+        peers: Peers::new(Duration::from_secs(1)),
+        clock,
+        settings: Settings {
+            max_event_age: 120,
+            max_clock_drift: 10,
+            heartbeat_interval_ms: 10_000,
+            aggregator: false,
+        },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, livenessd::http::app(state, 65536)).await });
-    let http = reqwest::Client::new();
+    let rl = livenessd::config::RateLimitConfig {
+        enabled: false,
+        ..Default::default()
+    };
+    let app = livenessd::http::app(
+        ctx,
+        &livenessd::config::HttpConfig::default(),
+        livenessd::http::ratelimit::RateLimits::new(&rl),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = livenessd::http_client::builder().build().unwrap();
     let span = n as i64; // seconds covered by the log
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut report = serde_json::Map::new();
@@ -515,8 +571,9 @@ async fn probing() {
         concurrency: 256,
         failures_to_down: 3,
         successes_to_up: 2,
+        degraded_is_up: true,
     };
-    let prober = Prober::new(&targets, cfg);
+    let prober = Prober::new(&targets, cfg, Clock::system());
     prober.round().await; // warm the connection pools
     let (cpu0, t) = (cpu_seconds(), Instant::now());
     prober.round().await;
@@ -633,7 +690,7 @@ async fn detection(trials: usize) {
     };
     let nodes: Vec<String> = (1..=4).map(|i| url_of(&format!("Node{i}"))).collect();
     let control = url_of("control");
-    let http = reqwest::Client::new();
+    let http = livenessd::http_client::builder().build().unwrap();
     for n in &nodes {
         while !http
             .get(format!("{n}/ready"))

@@ -1,63 +1,34 @@
 //! The aggregator: when this node's prober confirms a state that differs from the
 //! replicated one, gather signed `/state` answers from the other monitoring nodes
 //! until the signers' stake reaches the quorum, aggregate them with this node's own,
-//! and post the event to Zellular — retrying until the replicated state agrees or the
-//! prober changes its mind.
+//! and post the event to Zellular — then keep posting that same event until the
+//! replica shows it. It also posts heartbeats (`[]`) so the replicas' clock moves.
 //!
-//! Election-free: any number of aggregators may run. The apply rules make a second
-//! report of the same change a no-op, and each aggregator keeps at most one
-//! submission in flight per target.
+//! Any number of aggregators may run. They take turns by a deterministic rank per
+//! change — a hash of the target, the state, the replicated state's `since` and
+//! the node id — each waiting `rank × rank_step` and standing down when the replica
+//! already shows the change, so a change costs O(N) `/state` calls and usually one
+//! posted event. Ranks are over the nodes known to aggregate (asked at `/health`);
+//! an unreachable one is left out, so a dead first-ranked node costs nothing.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::crypto::bls::Signature;
-use crate::events::{state_message, Event, MonitorSet, NodeState};
-use crate::http::AppState;
+use crate::config::AggregationConfig;
+use crate::events::{state_message, Event, NodeState};
 use crate::metrics;
-use crate::prober::{now_secs, Prober};
-use crate::signer::{Signer, StateAttestation};
-use crate::store::node::ReplicaStore;
+use crate::node::NodeContext;
+use crate::peers::{Answer, Collection};
+use crate::signer::StateAttestation;
 use crate::zellular::Client;
 
-/// Aggregator timing.
-#[derive(Debug, Clone)]
-pub struct AggregatorConfig {
-    /// How long to wait for a posted event to show up in the replica before
-    /// gathering a fresh proof and posting again.
-    pub confirm_timeout: Duration,
-    /// First pause after a failed attempt (no quorum, sequencer down); doubles.
-    pub retry_initial: Duration,
-    pub retry_max: Duration,
-    /// Before the first attempt, wait a random time up to this, then look again:
-    /// another aggregator's event may already have landed.
-    pub start_jitter: Duration,
-    /// How often the prober's view and the replica are compared (catches anything
-    /// a missed notification would leave behind).
-    pub reconcile_interval: Duration,
-}
-
-impl Default for AggregatorConfig {
-    fn default() -> Self {
-        AggregatorConfig {
-            confirm_timeout: Duration::from_secs(30),
-            retry_initial: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            start_jitter: Duration::from_millis(300),
-            reconcile_interval: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Why one attempt did not post an event.
+/// Why one attempt did not produce a proof.
 #[derive(Debug, thiserror::Error)]
 pub enum AttemptError {
     #[error("this node no longer sees {0} as {1}")]
@@ -68,52 +39,103 @@ pub enum AttemptError {
         signed: f64,
         total: f64,
     },
-    #[error("submitting failed: {0}")]
-    Submit(#[from] crate::zellular::SubmitError),
-    #[error("replica unreadable: {0}")]
-    Store(#[from] crate::store::StoreError),
+}
+
+/// How the aggregator paces itself (from [`AggregationConfig`]).
+#[derive(Debug, Clone)]
+struct Pace {
+    confirm_timeout: Duration,
+    retry_initial: Duration,
+    retry_max: Duration,
+    start_jitter: Duration,
+    reconcile_interval: Duration,
+    rank_step: Duration,
+    heartbeat: Duration,
+    roles_refresh: Duration,
+}
+
+impl Pace {
+    fn new(cfg: &AggregationConfig, heartbeat_ms: u64) -> Self {
+        let ms = Duration::from_millis;
+        Pace {
+            confirm_timeout: ms(cfg.confirm_timeout_ms),
+            retry_initial: ms(cfg.retry_initial_ms),
+            retry_max: ms(cfg.retry_max_ms.max(cfg.retry_initial_ms)),
+            start_jitter: ms(cfg.start_jitter_ms),
+            reconcile_interval: ms(cfg.reconcile_interval_ms.max(1)),
+            rank_step: ms(cfg.rank_step_ms),
+            heartbeat: ms(heartbeat_ms.max(1)),
+            roles_refresh: ms(cfg.roles_refresh_ms.max(1)),
+        }
+    }
+}
+
+/// The rank key of one change, the same on every node.
+pub fn rank_key(address: &str, state: NodeState, since: i64, node_id: &str) -> u128 {
+    let h = crate::zellular::chain::xxh128_hex(
+        format!("livenessd-rank|{address}|{state}|{since}|{node_id}").as_bytes(),
+    );
+    u128::from_str_radix(&h, 16).unwrap_or(0)
+}
+
+/// This node's rank (0 = first) for a change among `candidates` (ids, this node's
+/// included).
+pub fn rank_of(
+    me: &str,
+    candidates: &[String],
+    address: &str,
+    state: NodeState,
+    since: i64,
+) -> usize {
+    let mine = rank_key(address, state, since, me);
+    candidates
+        .iter()
+        .filter(|id| id.as_str() != me)
+        .filter(|id| {
+            let k = rank_key(address, state, since, id);
+            (k, id.as_str()) < (mine, me)
+        })
+        .count()
 }
 
 /// The aggregator task.
 pub struct Aggregator {
-    node_id: String,
-    monitors: Arc<MonitorSet>,
-    prober: Prober,
-    signer: Arc<Signer>,
-    store: ReplicaStore,
+    ctx: NodeContext,
     client: Client,
-    peers: reqwest::Client,
-    peer_timeout: Duration,
-    cfg: AggregatorConfig,
-    /// Targets with a pursuit running: at most one submission in flight each.
+    pace: Pace,
+    /// Targets with a pursuit running: at most one per target.
     in_flight: Mutex<HashSet<String>>,
-    /// Set once the replica has caught up: before that its states are stale and
-    /// nothing is pursued.
-    caught_up: Arc<AtomicBool>,
+    /// Which peers aggregate (from their `/health`); a peer missing here is not
+    /// ranked. Refreshed every `roles_refresh`.
+    aggregators: Mutex<HashMap<String, bool>>,
 }
 
 impl Aggregator {
-    /// An aggregator over the node's shared state, posting through `client`.
-    pub fn new(state: &AppState, client: Client, cfg: AggregatorConfig) -> Arc<Self> {
+    /// An aggregator over the node's shared context, posting through `client`.
+    pub fn new(ctx: &NodeContext, client: Client, cfg: &AggregationConfig) -> Arc<Self> {
         Arc::new(Aggregator {
-            node_id: state.node_id.to_string(),
-            monitors: state.monitors.clone(),
-            prober: state.prober.clone(),
-            signer: state.signer.clone(),
-            store: state.store.clone(),
+            pace: Pace::new(cfg, ctx.settings.heartbeat_interval_ms),
+            ctx: ctx.clone(),
             client,
-            peers: state.peers.clone(),
-            peer_timeout: state.peer_timeout,
-            cfg,
             in_flight: Mutex::new(HashSet::new()),
-            caught_up: state.caught_up.clone(),
+            aggregators: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Watches the prober until `stop`.
+    /// Runs the aggregator (pursuits, heartbeats, role discovery) until `stop`.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let mut changes = self.prober.subscribe();
-        let mut tick = tokio::time::interval(self.cfg.reconcile_interval);
+        let heartbeats = tokio::spawn(self.clone().heartbeats(stop.clone()));
+        let roles = tokio::spawn(self.clone().discover_roles(stop.clone()));
+        self.pursue_changes(&stop).await;
+        let _ = heartbeats.await;
+        let _ = roles.await;
+    }
+
+    /// Watches the prober and starts a pursuit for every target whose confirmed
+    /// state differs from the replica's.
+    async fn pursue_changes(self: &Arc<Self>, stop: &CancellationToken) {
+        let mut changes = self.ctx.prober.subscribe();
+        let mut tick = tokio::time::interval(self.pace.reconcile_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pursuits = JoinSet::new();
         loop {
@@ -123,17 +145,18 @@ impl Aggregator {
                 _ = tick.tick() => {}
                 Some(_) = pursuits.join_next(), if !pursuits.is_empty() => continue,
             }
-            if !self.caught_up.load(Ordering::Relaxed) {
+            // A stale replica's states may be old: start nothing until it is fresh.
+            if self.ctx.status.check().is_err() {
                 continue;
             }
-            let replicated = match self.store.states().await {
+            let replicated = match self.ctx.store.states().await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(error = %e, "aggregator cannot read the replica");
                     continue;
                 }
             };
-            for (address, damper) in self.prober.view() {
+            for (address, damper) in self.ctx.prober.view() {
                 let current = replicated.get(&address).map_or(NodeState::Up, |t| t.state);
                 if damper.state == current {
                     continue;
@@ -160,73 +183,177 @@ impl Aggregator {
         pursuits.shutdown().await;
     }
 
-    async fn replicated(&self, address: &str) -> Result<NodeState, crate::store::StoreError> {
-        Ok(self
-            .store
-            .states()
-            .await?
-            .get(address)
-            .map_or(NodeState::Up, |t| t.state))
+    /// The ids ranked for a change: this node and every peer known to aggregate.
+    fn candidates(&self) -> Vec<String> {
+        let roles = self.aggregators.lock().expect("roles lock");
+        let mut out: Vec<String> = self
+            .ctx
+            .monitors
+            .nodes()
+            .iter()
+            .filter(|m| *m.id == *self.ctx.node_id || roles.get(&m.id).copied().unwrap_or(false))
+            .map(|m| m.id.clone())
+            .collect();
+        out.sort();
+        out
     }
 
-    fn locally(&self, address: &str) -> Option<NodeState> {
-        self.prober.view().get(address).map(|d| d.state)
+    /// Asks every peer's `/health` whether it aggregates, every `roles_refresh`.
+    async fn discover_roles(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let mut asks = JoinSet::new();
+            for m in self.ctx.monitors.nodes() {
+                if *m.id == *self.ctx.node_id {
+                    continue;
+                }
+                let peers = self.ctx.peers.clone();
+                let (id, url) = (m.id.clone(), m.url.clone());
+                asks.spawn(async move {
+                    let a: Answer<serde_json::Value> = peers.get(&url, "/health", &[]).await;
+                    let aggregates = match a {
+                        Answer::Ok(v) => v["aggregator"].as_bool().unwrap_or(false),
+                        _ => false,
+                    };
+                    (id, aggregates)
+                });
+            }
+            let mut roles = HashMap::new();
+            while let Some(Ok((id, a))) = asks.join_next().await {
+                roles.insert(id, a);
+            }
+            *self.aggregators.lock().expect("roles lock") = roles;
+            if sleep_or_stop(&stop, self.pace.roles_refresh).await {
+                return;
+            }
+        }
     }
 
-    /// Drives one target to `desired` in the replicated log, or gives up when the
-    /// replica already agrees or this node no longer sees `desired`.
+    /// Posts `[]` when nothing has been finalized for the heartbeat interval (plus
+    /// a random part of it, so several aggregators rarely both post).
+    async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        let interval = self.pace.heartbeat;
+        let check = (interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut last_posted: Option<tokio::time::Instant> = None;
+        let mut failures = 0u32;
+        let mut due = interval.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.5));
+        loop {
+            if sleep_or_stop(&stop, check).await {
+                return;
+            }
+            let idle = Duration::from_secs(self.ctx.status.since_last_sync().max(0) as u64);
+            let since_post = last_posted.map_or(Duration::MAX, |t| t.elapsed());
+            if idle < due || since_post < due {
+                continue;
+            }
+            match self.client.submit("[]").await {
+                Ok(()) => {
+                    metrics::heartbeat_posted();
+                    tracing::debug!(idle_s = idle.as_secs(), "heartbeat posted");
+                    failures = 0;
+                    last_posted = Some(tokio::time::Instant::now());
+                    due = interval.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.5));
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(error = %e, "heartbeat not posted: the sequencer is unavailable");
+                    }
+                    // Try again after a back-off, not at every check.
+                    last_posted = Some(tokio::time::Instant::now());
+                    due = (interval * failures.min(6)).min(self.pace.retry_max.max(interval));
+                }
+            }
+        }
+    }
+
+    /// Drives one target to `desired` in the replicated log.
     async fn pursue(&self, address: &str, desired: NodeState, stop: &CancellationToken) {
+        // Take turns: wait for the nodes ranked before this one.
+        let since = match self.ctx.store.state_of(address).await {
+            Ok(t) => t.since,
+            Err(e) => {
+                tracing::warn!(error = %e, "aggregator cannot read the replica");
+                return;
+            }
+        };
+        let rank = rank_of(
+            &self.ctx.node_id,
+            &self.candidates(),
+            address,
+            desired,
+            since,
+        );
         let jitter = self
-            .cfg
+            .pace
             .start_jitter
             .mul_f64(rand::thread_rng().gen_range(0.0..1.0));
-        let mut backoff = self.cfg.retry_initial;
-        if sleep_or_stop(stop, jitter).await {
+        if sleep_or_stop(stop, self.pace.rank_step * rank as u32 + jitter).await {
             return;
         }
+        let mut backoff = self.pace.retry_initial;
+        let mut held: Option<Event> = None;
+        let max_age = self.ctx.settings.max_event_age - self.ctx.settings.max_clock_drift;
         loop {
-            match self.replicated(address).await {
-                Ok(s) if s == desired => return,
+            match self.ctx.store.state_of(address).await {
+                Ok(s) if s.state == desired => {
+                    if rank > 0 && held.is_none() {
+                        metrics::aggregator_stood_down();
+                    }
+                    return;
+                }
+                // History moved past the proof held (another change applied after it).
+                Ok(s) if held.as_ref().is_some_and(|e| s.since > e.timestamp) => return,
                 Err(e) => tracing::warn!(error = %e, "aggregator cannot read the replica"),
                 _ => {}
             }
-            if self.locally(address) != Some(desired) {
-                return;
+            if held
+                .as_ref()
+                .is_some_and(|e| self.ctx.clock.now() - e.timestamp >= max_age)
+            {
+                // Too old for the replicas to accept: only now a fresh proof.
+                tracing::info!(%address, state = %desired, "held proof expired; gathering a fresh one");
+                held = None;
             }
-            match self.attempt(address, desired).await {
-                Ok(event) => {
-                    tracing::info!(%address, state = %desired, timestamp = event.timestamp,
-                        nonsigners = ?event.non_signing_nodes, "event posted");
-                    if self.await_replication(address, desired, stop).await {
-                        return;
-                    }
-                    metrics::inc("aggregator_resubmissions_total", &[]);
-                    // Not applied in time (the sequencer or the replica lags):
-                    // back off before gathering a fresh proof.
-                    if sleep_or_stop(stop, backoff).await {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(self.cfg.retry_max);
+            if held.is_none() {
+                if self.ctx.prober.view().get(address).map(|d| d.state) != Some(desired) {
+                    return;
                 }
-                Err(AttemptError::ChangedMind(..)) => return,
-                Err(e) => {
-                    if matches!(e, AttemptError::NoQuorum { .. }) {
-                        metrics::inc("aggregator_no_quorum_total", &[]);
-                        tracing::warn!(%address, state = %desired, error = %e,
-                            "suspected change not confirmed by a quorum; nothing posted");
-                    } else {
-                        metrics::inc("aggregator_errors_total", &[]);
-                        tracing::warn!(%address, error = %e, "aggregation attempt failed");
+                if let Err(why) = self.ctx.status.check() {
+                    tracing::debug!(%address, reason = %why, "replica stale: pursuit waits");
+                } else {
+                    metrics::aggregator_attempt();
+                    match self.attempt(address, desired).await {
+                        Ok(event) => held = Some(event),
+                        Err(AttemptError::ChangedMind(..)) => return,
+                        Err(e) => {
+                            metrics::aggregator_no_quorum();
+                            tracing::warn!(%address, state = %desired, error = %e,
+                                "suspected change not confirmed by a quorum; nothing posted");
+                        }
                     }
-                    if sleep_or_stop(stop, backoff).await {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(self.cfg.retry_max);
                 }
             }
-            if stop.is_cancelled() {
+            if let Some(event) = &held {
+                match self.client.submit(&json!([event]).to_string()).await {
+                    Ok(()) => {
+                        metrics::aggregator_event_posted(desired);
+                        tracing::info!(%address, state = %desired, timestamp = event.timestamp,
+                            nonsigners = ?event.non_signing_nodes, "event posted");
+                        if self.await_replication(address, desired, stop).await {
+                            return;
+                        }
+                        metrics::aggregator_resubmission();
+                    }
+                    Err(e) => {
+                        metrics::aggregator_submit_failed();
+                        tracing::warn!(%address, error = %e, "posting the event failed; keeping its proof");
+                    }
+                }
+            }
+            if sleep_or_stop(stop, backoff).await {
                 return;
             }
+            backoff = (backoff * 2).min(self.pace.retry_max);
         }
     }
 
@@ -237,132 +364,75 @@ impl Aggregator {
         desired: NodeState,
         stop: &CancellationToken,
     ) -> bool {
-        let deadline = tokio::time::Instant::now() + self.cfg.confirm_timeout;
+        let deadline = tokio::time::Instant::now() + self.pace.confirm_timeout;
         while tokio::time::Instant::now() < deadline {
-            if matches!(self.replicated(address).await, Ok(s) if s == desired) {
+            if matches!(self.ctx.store.state_of(address).await, Ok(s) if s.state == desired) {
                 return true;
             }
-            if self.locally(address) != Some(desired)
-                || sleep_or_stop(stop, Duration::from_millis(50)).await
-            {
+            if sleep_or_stop(stop, Duration::from_millis(50)).await {
                 return true;
             }
         }
         false
     }
 
-    /// Gathers a quorum proof of `address` being `state` now and posts it.
+    /// Gathers a quorum proof of `address` being `state` now.
     pub async fn attempt(&self, address: &str, state: NodeState) -> Result<Event, AttemptError> {
-        let timestamp = now_secs();
+        let ctx = &self.ctx;
+        let timestamp = ctx.clock.now();
         // This node's own fresh observation first: it signs only what it sees.
-        let obs = self
+        let obs = ctx
             .prober
             .probe(address)
             .await
             .filter(|o| o.state() == state)
             .ok_or_else(|| AttemptError::ChangedMind(address.to_owned(), state))?;
-        let (_, own_sig) = self
+        let (_, own) = ctx
             .signer
             .attest_signed(&obs, timestamp)
             .map_err(|_| AttemptError::ChangedMind(address.to_owned(), state))?;
         let msg = state_message(address, state, timestamp);
-        let mut sigs = vec![own_sig];
-        let mut signed: HashSet<String> = HashSet::from([self.node_id.clone()]);
-        let mut stake = self.monitors.get(&self.node_id).map_or(0.0, |m| m.stake);
-
-        let mut peers: Vec<_> = self
-            .monitors
-            .nodes()
-            .iter()
-            .filter(|m| m.id != self.node_id)
-            .collect();
-        peers.shuffle(&mut rand::thread_rng());
-        let mut asks = JoinSet::new();
-        for m in peers {
-            if self.monitors.quorum_reached(stake) {
-                break;
-            }
-            let (http, id, url, timeout) = (
-                self.peers.clone(),
-                m.id.clone(),
-                m.url.clone(),
-                self.peer_timeout,
-            );
-            let query = [
-                ("address", address.to_owned()),
-                ("timestamp", timestamp.to_string()),
-            ];
-            asks.spawn(async move {
-                let r = http
-                    .get(format!("{url}/state"))
-                    .query(&query)
-                    .timeout(timeout)
-                    .send()
-                    .await;
-                let att = match r {
-                    Ok(r) => crate::http::peer_json::<StateAttestation>(r).await,
-                    Err(_) => None,
-                };
-                (id, att)
-            });
-        }
-        while !self.monitors.quorum_reached(stake) {
-            let Some(res) = asks.join_next().await else {
-                break;
-            };
-            let Ok((id, Some(att))) = res else { continue };
-            let Some(m) = self.monitors.get(&id) else {
-                continue;
-            };
-            if att.address != address || att.state != state || att.timestamp != timestamp {
-                continue;
-            }
-            match Signature::from_hex(&att.signature) {
-                Ok(sig) if sig.verify(&m.public_key, msg.as_bytes()) => {
-                    if signed.insert(id) {
-                        sigs.push(sig);
-                        stake += m.stake;
+        let query_address = address.to_owned();
+        let g = ctx
+            .peers
+            .gather(
+                Collection {
+                    set: &ctx.monitors,
+                    me: &ctx.node_id,
+                    msg: msg.as_bytes(),
+                    stop_at_quorum: true,
+                },
+                own,
+                move |peers, m| {
+                    let q = [
+                        ("address", query_address.clone()),
+                        ("timestamp", timestamp.to_string()),
+                    ];
+                    async move { peers.get::<StateAttestation>(&m.url, "/state", &q).await }
+                },
+                |a: &StateAttestation| {
+                    if a.address == address && a.state == state && a.timestamp == timestamp {
+                        Ok(a.signature.clone())
+                    } else {
+                        Err(format!("saw {} at {}", a.state, a.timestamp))
                     }
-                }
-                _ => {
-                    metrics::inc(
-                        "peer_answers_rejected_total",
-                        &[("reason", "bad_signature")],
-                    );
-                    tracing::warn!(peer = %id, "attestation with a bad signature ignored");
-                }
-            }
-        }
-        // Stop asking: the quorum is reached (or nobody is left).
-        asks.abort_all();
-        if !self.monitors.quorum_reached(stake) {
+                },
+            )
+            .await;
+        if !ctx.monitors.quorum_reached(g.stake) {
             return Err(AttemptError::NoQuorum {
                 state,
-                signed: stake,
-                total: self.monitors.total_stake(),
+                signed: g.stake,
+                total: ctx.monitors.total_stake(),
             });
         }
-        let aggregated = Signature::aggregate(&sigs).expect("at least our own signature");
-        let event = Event {
+        Ok(Event {
             address: address.to_owned(),
             state,
             timestamp,
-            aggregated_signature: aggregated.to_hex(),
-            non_signing_nodes: self
-                .monitors
-                .nodes()
-                .iter()
-                .filter(|m| !signed.contains(&m.id))
-                .map(|m| m.id.clone())
-                .collect(),
-        };
-        let batch = json!([event]).to_string();
-        self.client.submit(&batch).await?;
-        metrics::inc(
-            "aggregator_events_posted_total",
-            &[("state", state.as_str())],
-        );
-        Ok(event)
+            aggregated_signature: g.aggregate().expect("own signature").to_hex(),
+            non_signing_nodes: g.non_signers(&ctx.monitors),
+        })
     }
 }
 
@@ -370,5 +440,48 @@ async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = stop.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_are_a_permutation_the_same_on_every_node_and_vary_per_change() {
+        let ids: Vec<String> = (1..=64).map(|i| format!("Node{i}")).collect();
+        for (address, state, since) in [
+            ("0xA", NodeState::Down, 0),
+            ("0xA", NodeState::Up, 1_700),
+            ("0xB", NodeState::Down, 0),
+        ] {
+            let mut ranks: Vec<usize> = ids
+                .iter()
+                .map(|me| rank_of(me, &ids, address, state, since))
+                .collect();
+            ranks.sort();
+            assert_eq!(ranks, (0..64).collect::<Vec<_>>());
+        }
+        let first = |address: &str, state, since| {
+            ids.iter()
+                .find(|me| rank_of(me, &ids, address, state, since) == 0)
+                .unwrap()
+                .clone()
+        };
+        let leaders: HashSet<String> = (0..20)
+            .map(|k| first("0xA", NodeState::Down, k * 100))
+            .collect();
+        assert!(
+            leaders.len() > 5,
+            "the first rank moves between changes: {leaders:?}"
+        );
+        // Leaving a node out (unreachable) moves everyone after it up by one.
+        let leader = first("0xA", NodeState::Down, 0);
+        let rest: Vec<String> = ids.iter().filter(|i| **i != leader).cloned().collect();
+        let second = rest
+            .iter()
+            .find(|me| rank_of(me, &ids, "0xA", NodeState::Down, 0) == 1)
+            .unwrap();
+        assert_eq!(rank_of(second, &rest, "0xA", NodeState::Down, 0), 0);
     }
 }

@@ -1,11 +1,16 @@
 //! Answers computed from the replicated log: downtime over a range (the reference
 //! `calculate_downtime` semantics), the interval table, per-epoch summaries.
+//!
+//! Every answer is two or three index look-ups whatever the history's length: each
+//! stored event carries its address's running totals (seconds down since 0, down
+//! transitions), so the downtime in `[F, T]` is `cum(T) − cum(F)` where `cum(t)` is
+//! the total at the last event at or before `t` plus the open down interval after it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::EpochConfig;
 use crate::events::NodeState;
-use crate::store::node::{ReplicaStore, Transition};
+use crate::store::node::{ReplicaStore, StoredEvent, TargetState};
 use crate::store::StoreError;
 
 /// Downtime of one address over `[from, to]`, computed by this node from its replica.
@@ -33,11 +38,23 @@ impl Downtime {
     }
 }
 
+/// A quorum proof of a downtime answer (`/aggregate_downtime`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AggregateDowntime {
+    pub address: String,
+    pub from_timestamp: i64,
+    pub to_timestamp: i64,
+    pub total_downtime_seconds: i64,
+    pub aggregated_signature: String,
+    pub non_signing_nodes: Vec<String>,
+}
+
 /// The reference arithmetic: `before` is the state in force just before `from`,
 /// `within` the transitions with `from ≤ t ≤ to` in order. With alternating
 /// transitions (what the apply rules guarantee) this is the measure of the time in
-/// `[from, to]` spent down.
-pub fn downtime_seconds(before: NodeState, within: &[Transition], from: i64, to: i64) -> i64 {
+/// `[from, to]` spent down. Kept as the specification the running totals are
+/// tested against.
+pub fn downtime_seconds(before: NodeState, within: &[(NodeState, i64)], from: i64, to: i64) -> i64 {
     if within.is_empty() {
         return if before == NodeState::Down {
             to - from
@@ -47,13 +64,13 @@ pub fn downtime_seconds(before: NodeState, within: &[Transition], from: i64, to:
     }
     let mut total = 0;
     let mut down_since = from;
-    for t in within {
-        match t.state {
-            NodeState::Down => down_since = t.timestamp,
-            NodeState::Up => total += t.timestamp - down_since,
+    for &(state, t) in within {
+        match state {
+            NodeState::Down => down_since = t,
+            NodeState::Up => total += t - down_since,
         }
     }
-    if within.last().map(|t| t.state) == Some(NodeState::Down) {
+    if within.last().map(|t| t.0) == Some(NodeState::Down) {
         total += to - down_since;
     }
     total
@@ -69,6 +86,32 @@ pub struct Interval {
     pub end: Option<i64>,
     /// Seconds; an ongoing interval counts up to `now`.
     pub duration: i64,
+}
+
+/// Where the next page of an interval table starts: after the event `(timestamp,
+/// seq)`, or at the beginning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalCursor {
+    Start,
+    After(i64, i64),
+}
+
+impl IntervalCursor {
+    /// `"s"`, or `"<timestamp>.<seq>"`.
+    pub fn encode(&self) -> String {
+        match self {
+            IntervalCursor::Start => "s".into(),
+            IntervalCursor::After(t, s) => format!("{t}.{s}"),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<IntervalCursor> {
+        if s == "s" {
+            return Some(IntervalCursor::Start);
+        }
+        let (t, q) = s.split_once('.')?;
+        Some(IntervalCursor::After(t.parse().ok()?, q.parse().ok()?))
+    }
 }
 
 /// Per-epoch figures for one address.
@@ -126,12 +169,34 @@ impl Answers {
         &self.addresses
     }
 
+    pub fn epoch_config(&self) -> &EpochConfig {
+        &self.epoch
+    }
+
     fn known(&self, address: &str) -> Result<(), AnswerError> {
         if self.addresses.iter().any(|a| a == address) {
             Ok(())
         } else {
             Err(AnswerError::UnknownAddress(address.to_owned()))
         }
+    }
+
+    /// Seconds `address` was down in `[0, t]`: one index look-up.
+    async fn cum(&self, address: &str, t: i64) -> Result<i64, StoreError> {
+        Ok(self
+            .store
+            .state_at(address, t, false)
+            .await?
+            .map_or(0, |s| s.down_total_at(t)))
+    }
+
+    /// The state in force just before `t` (the last event strictly before it).
+    async fn before(&self, address: &str, t: i64) -> Result<TargetState, StoreError> {
+        Ok(self
+            .store
+            .state_at(address, t, true)
+            .await?
+            .unwrap_or(TargetState::INITIAL))
     }
 
     /// Downtime of `address` over `[from, to]`.
@@ -143,53 +208,89 @@ impl Answers {
     ) -> Result<Downtime, AnswerError> {
         self.known(address)?;
         check_range(from, to)?;
-        let before = self.store.state_before(address, from).await?;
-        let within = self.store.transitions(address, from, to).await?;
+        let seconds = self.cum(address, to).await? - self.cum(address, from).await?;
         Ok(Downtime {
             address: address.to_owned(),
             from,
             to,
-            seconds: downtime_seconds(before.state, &within, from, to),
+            seconds,
         })
     }
 
-    /// The intervals of `address` that overlap `[from, to]`, with their real bounds.
+    /// One page of the intervals of `address` that overlap `[from, to]`, with their
+    /// real bounds, from `cursor`; at most `limit` rows, each with the cursor that
+    /// resumes after it. The flag says whether more rows follow.
     pub async fn intervals(
         &self,
         address: &str,
         from: i64,
         to: i64,
         now: i64,
-    ) -> Result<Vec<Interval>, AnswerError> {
+        cursor: IntervalCursor,
+        limit: u32,
+    ) -> Result<(Vec<(Interval, IntervalCursor)>, bool), AnswerError> {
         self.known(address)?;
         check_range(from, to)?;
-        let before = self.store.state_before(address, from).await?;
-        let within = self.store.transitions(address, from, to).await?;
-        let mut starts = vec![before];
-        starts.extend(within);
-        let after = self.store.next_after(address, to).await?;
-        let mut out = Vec::with_capacity(starts.len());
-        for (i, t) in starts.iter().enumerate() {
-            let end = starts.get(i + 1).or(after.as_ref()).map(|n| n.timestamp);
-            // A transition at exactly `from` closes the state before it at zero width.
-            if end == Some(t.timestamp) && i == 0 && t.timestamp < from {
-                continue;
+        let limit = limit.max(1) as usize;
+        // (state, start, the cursor that resumes after this row)
+        let mut rows: Vec<(NodeState, i64, IntervalCursor)> = Vec::new();
+        let after = match cursor {
+            IntervalCursor::Start => {
+                let b = self.before(address, from).await?;
+                rows.push((b.state, b.since, IntervalCursor::After(i64::MIN, i64::MIN)));
+                None
             }
-            out.push(Interval {
-                address: address.to_owned(),
-                state: t.state,
-                start: t.timestamp,
-                end,
-                duration: end.unwrap_or(now.max(t.timestamp)) - t.timestamp,
-            });
+            IntervalCursor::After(t, s) => Some((t, s)),
+        };
+        // One event more than the page holds: it ends the page's last row.
+        let want = (limit + 1).saturating_sub(rows.len());
+        let events: Vec<StoredEvent> = self
+            .store
+            .events_in(address, from, to, after, want as u32)
+            .await?;
+        for e in &events {
+            rows.push((
+                e.event.state,
+                e.event.timestamp,
+                IntervalCursor::After(e.event.timestamp, e.seq),
+            ));
         }
-        Ok(out)
+        let more = rows.len() > limit;
+        let next_start = if more {
+            Some(rows[limit].1)
+        } else {
+            self.store.next_after(address, to).await?
+        };
+        rows.truncate(limit);
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, &(state, start, resume)) in rows.iter().enumerate() {
+            let end = rows.get(i + 1).map(|r| r.1).or(next_start);
+            out.push((
+                Interval {
+                    address: address.to_owned(),
+                    state,
+                    start,
+                    end,
+                    duration: end.unwrap_or(now.max(start)) - start,
+                },
+                resume,
+            ));
+        }
+        Ok((out, more))
     }
 
     /// The epoch containing unix time `t`.
     pub fn epoch_of(&self, t: i64) -> i64 {
         t.saturating_sub(self.epoch.genesis)
             .div_euclid(self.epoch.length_secs as i64)
+    }
+
+    /// Start of epoch `n`, if representable.
+    pub fn epoch_start(&self, n: i64) -> Option<i64> {
+        let len = self.epoch.length_secs as i64;
+        n.checked_mul(len)
+            .and_then(|o| o.checked_add(self.epoch.genesis))
+            .filter(|s| *s >= 0 && s.checked_add(len).is_some())
     }
 
     /// Figures for `address` in epoch `n`, up to `now` for the current one.
@@ -201,24 +302,18 @@ impl Answers {
     ) -> Result<EpochSummary, AnswerError> {
         self.known(address)?;
         let len = self.epoch.length_secs as i64;
-        let start = n
-            .checked_mul(len)
-            .and_then(|o| o.checked_add(self.epoch.genesis))
-            .filter(|s| *s >= 0 && s.checked_add(len).is_some())
+        let start = self
+            .epoch_start(n)
             .ok_or_else(|| AnswerError::BadRange(format!("epoch {n} is out of range")))?;
         let end = (start + len).min(now.max(start));
-        let before = self.store.state_before(address, start).await?;
-        // Transitions at exactly `end` belong to the next epoch.
-        let within: Vec<Transition> = self
-            .store
-            .transitions(address, start, end)
-            .await?
-            .into_iter()
-            .filter(|t| t.timestamp < end || end == start)
-            .collect();
-        let downtime = downtime_seconds(before.state, &within, start, end);
+        let before = self.before(address, start).await?;
+        let downtime = self.cum(address, end).await? - self.cum(address, start).await?;
+        // Down transitions with start ≤ t < end: those at `end` belong to the next epoch.
+        let downs_before = |s: Option<TargetState>| s.map_or(0, |s| s.outages);
         let outages = u64::from(before.state == NodeState::Down)
-            + within.iter().filter(|t| t.state == NodeState::Down).count() as u64;
+            + (downs_before(self.store.state_at(address, end, true).await?)
+                - downs_before(self.store.state_at(address, start, true).await?))
+                as u64;
         let span = end - start;
         let uptime_percent = if span > 0 {
             100.0 * (span - downtime) as f64 / span as f64
@@ -242,41 +337,37 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    fn t(state: NodeState, timestamp: i64) -> Transition {
-        Transition { state, timestamp }
-    }
-
     /// The naive model: count the seconds s in [from, to) whose state (the last
     /// transition at or before s) is down.
-    fn naive(history: &[Transition], from: i64, to: i64) -> i64 {
+    fn naive(history: &[(NodeState, i64)], from: i64, to: i64) -> i64 {
         (from..to)
             .filter(|&s| {
                 history
                     .iter()
                     .rev()
-                    .find(|t| t.timestamp <= s)
-                    .is_some_and(|t| t.state == NodeState::Down)
+                    .find(|t| t.1 <= s)
+                    .is_some_and(|t| t.0 == NodeState::Down)
             })
             .count() as i64
     }
 
     /// Random alternating histories, as the apply rules produce them.
-    fn history(rng: &mut impl Rng) -> Vec<Transition> {
-        let mut out = vec![t(NodeState::Up, 0)];
+    fn history(rng: &mut impl Rng) -> Vec<(NodeState, i64)> {
+        let mut out = vec![(NodeState::Up, 0)];
         let mut ts = 0;
         for _ in 0..rng.gen_range(0..12) {
             ts += rng.gen_range(0..20);
-            let next = match out.last().map(|x| x.state) {
+            let next = match out.last().map(|x| x.0) {
                 Some(NodeState::Up) => NodeState::Down,
                 _ => NodeState::Up,
             };
-            out.push(t(next, ts));
+            out.push((next, ts));
         }
         out
     }
 
     #[test]
-    fn downtime_matches_the_naive_model() {
+    fn reference_arithmetic_matches_the_naive_model() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..20_000 {
             let h = history(&mut rng);
@@ -287,11 +378,11 @@ mod tests {
             let before = stored
                 .iter()
                 .rev()
-                .find(|x| x.timestamp < from)
-                .map_or(NodeState::Up, |x| x.state);
-            let within: Vec<Transition> = stored
+                .find(|x| x.1 < from)
+                .map_or(NodeState::Up, |x| x.0);
+            let within: Vec<(NodeState, i64)> = stored
                 .iter()
-                .filter(|x| x.timestamp >= from && x.timestamp <= to)
+                .filter(|x| x.1 >= from && x.1 <= to)
                 .copied()
                 .collect();
             assert_eq!(
@@ -306,15 +397,24 @@ mod tests {
     fn reference_examples() {
         use NodeState::*;
         // Down at 100, up at 160: 60 s inside [0, 1000].
-        assert_eq!(
-            downtime_seconds(Up, &[t(Down, 100), t(Up, 160)], 0, 1000),
-            60
-        );
+        assert_eq!(downtime_seconds(Up, &[(Down, 100), (Up, 160)], 0, 1000), 60);
         // Window inside the outage.
         assert_eq!(downtime_seconds(Down, &[], 120, 150), 30);
         // Outage still going at the end of the window.
-        assert_eq!(downtime_seconds(Up, &[t(Down, 900)], 0, 1000), 100);
+        assert_eq!(downtime_seconds(Up, &[(Down, 900)], 0, 1000), 100);
         // Down before the window, up inside it.
-        assert_eq!(downtime_seconds(Down, &[t(Up, 130)], 120, 150), 10);
+        assert_eq!(downtime_seconds(Down, &[(Up, 130)], 120, 150), 10);
+    }
+
+    #[test]
+    fn interval_cursors_round_trip() {
+        for c in [
+            IntervalCursor::Start,
+            IntervalCursor::After(17, 4),
+            IntervalCursor::After(-3, 0),
+        ] {
+            assert_eq!(IntervalCursor::decode(&c.encode()), Some(c));
+        }
+        assert_eq!(IntervalCursor::decode("x"), None);
     }
 }

@@ -22,8 +22,10 @@ use crate::devseq::{DevSeqConfig, DevSequencer};
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
-    /// Log as JSON lines instead of text.
-    #[arg(long, global = true, env = "LIVENESSD_LOG_JSON")]
+    /// Log as JSON lines instead of text (also LIVENESSD_LOG_JSON=1/true/yes).
+    #[arg(long, global = true, env = "LIVENESSD_LOG_JSON", action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
     #[command(flatten)]
     pub node: NodeArgs,
@@ -77,6 +79,20 @@ pub enum Command {
     /// Check an /aggregate_downtime answer or an event offline: exit 0 valid,
     /// 1 invalid (with the reason), 2 unreadable input.
     Verify(VerifyArgs),
+    /// Replay this node's replica offline: re-verify every event's proof under the
+    /// apply rules, recompute every derived value. Exit 0 consistent, 1 not,
+    /// 2 unreadable.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The node's configuration file (the network and the database).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Audit this database instead of the configuration's.
+    #[arg(long)]
+    pub database: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +153,7 @@ pub struct SequencerArgs {
 /// Parses the command line and runs it; the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::http_client::install_crypto_provider();
     crate::telemetry::init(cli.log_json);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -163,6 +180,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Keygen(a)) => keygen(a),
         Some(Command::Devnet(a)) => crate::devnet::run(a, shutdown_token()).await,
         Some(Command::Verify(a)) => Ok(verify(a)),
+        Some(Command::Audit(a)) => Ok(audit(a).await),
+        None if cli.node.config.is_none() && !node_env_present() => Ok(usage_hint()),
         None => run_node(cli.node).await,
     }
 }
@@ -187,6 +206,53 @@ fn verify(a: VerifyArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("unreadable: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Whether node settings come from the environment (a container without flags).
+fn node_env_present() -> bool {
+    std::env::vars_os().any(|(k, _)| {
+        let k = k.to_string_lossy();
+        k.starts_with("LIVENESSD_") && k != "LIVENESSD_LOG_JSON"
+    })
+}
+
+/// `livenessd` alone: what to do, not a configuration error.
+fn usage_hint() -> ExitCode {
+    eprintln!(
+        "livenessd: verifiable liveness records for an EigenLayer AVS, ordered by Zellular.
+
+  livenessd devnet --demo                  a whole local network, with a scripted outage
+  livenessd devnet                         ... kept running until Ctrl-C
+  livenessd --config node.toml             run a node (node.toml.example documents every key)
+  livenessd --config node.toml --role aggregator
+  livenessd keygen --out bls.key           a BLS key for a new node
+  livenessd --help                         every command and flag"
+    );
+    ExitCode::from(2)
+}
+
+async fn audit(a: AuditArgs) -> ExitCode {
+    let cfg = match crate::config::NodeConfig::load(Some(&a.config), &Default::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("unreadable: configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::audit::audit(&cfg, a.database.as_deref()).await {
+        Ok(crate::audit::Verdict::Consistent { events, digest }) => {
+            println!("consistent: {events} events, each proof verified and each rule held; events digest {digest}");
+            ExitCode::SUCCESS
+        }
+        Ok(crate::audit::Verdict::Inconsistent(why)) => {
+            println!("inconsistent: {why}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unreadable: {e:#}");
             ExitCode::from(2)
         }
     }

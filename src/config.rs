@@ -44,6 +44,62 @@ pub struct NodeConfig {
     /// Also run the aggregator (`--role aggregator`).
     pub aggregator: bool,
     pub aggregation: AggregationConfig,
+    pub settlement: SettlementConfig,
+    pub freshness: FreshnessConfig,
+    pub rate_limit: RateLimitConfig,
+    pub tls: TlsConfig,
+}
+
+/// When an event may apply, and so when history is settled. Network-wide: every node
+/// of a network must hold the same values, or their logs differ.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementConfig {
+    /// An event applies only if its timestamp is at most this much older than the
+    /// sync point that finalizes it; history older than `log_time` minus this is
+    /// settled, and only settled history is signed.
+    pub max_event_age_secs: u64,
+    /// An event applies only if its timestamp is at most this much later than the
+    /// sync point that finalizes it.
+    pub max_clock_drift_secs: u64,
+}
+
+impl Default for SettlementConfig {
+    fn default() -> Self {
+        SettlementConfig {
+            max_event_age_secs: 120,
+            max_clock_drift_secs: 10,
+        }
+    }
+}
+
+/// How this node keeps its replica's clock moving and decides it is fresh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshnessConfig {
+    /// An aggregator posts an empty batch when nothing has been finalized for this
+    /// long (plus up to half of it at random), so `log_time` keeps moving.
+    pub heartbeat_interval_ms: u64,
+    /// The replica is fresh while its `log_time` is at most this far behind the
+    /// clock; default 3 × the heartbeat interval.
+    pub bound_ms: Option<u64>,
+}
+
+impl Default for FreshnessConfig {
+    fn default() -> Self {
+        FreshnessConfig {
+            heartbeat_interval_ms: 10_000,
+            bound_ms: None,
+        }
+    }
+}
+
+impl FreshnessConfig {
+    /// The freshness bound, in whole seconds (log_time has a resolution of one second).
+    pub fn bound_secs(&self) -> i64 {
+        let ms = self.bound_ms.unwrap_or(3 * self.heartbeat_interval_ms);
+        (ms.div_ceil(1000)).max(1) as i64
+    }
 }
 
 /// Aggregator timing (used with `aggregator = true`).
@@ -60,6 +116,11 @@ pub struct AggregationConfig {
     pub start_jitter_ms: u64,
     /// How often the local view and the replica are compared.
     pub reconcile_interval_ms: u64,
+    /// Aggregators take turns per change: the node of rank r waits r × this before
+    /// it gathers a proof, and stands down if the change is applied meanwhile.
+    pub rank_step_ms: u64,
+    /// How often the peers are asked (at `/health`) whether they aggregate.
+    pub roles_refresh_ms: u64,
 }
 
 impl Default for AggregationConfig {
@@ -70,19 +131,8 @@ impl Default for AggregationConfig {
             retry_max_ms: 60_000,
             start_jitter_ms: 300,
             reconcile_interval_ms: 5_000,
-        }
-    }
-}
-
-impl AggregationConfig {
-    pub fn to_runtime(&self) -> crate::aggregator::AggregatorConfig {
-        use std::time::Duration;
-        crate::aggregator::AggregatorConfig {
-            confirm_timeout: Duration::from_millis(self.confirm_timeout_ms),
-            retry_initial: Duration::from_millis(self.retry_initial_ms),
-            retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_initial_ms)),
-            start_jitter: Duration::from_millis(self.start_jitter_ms),
-            reconcile_interval: Duration::from_millis(self.reconcile_interval_ms.max(1)),
+            rank_step_ms: 2_000,
+            roles_refresh_ms: 60_000,
         }
     }
 }
@@ -171,6 +221,9 @@ pub struct ProbeConfig {
     pub failures_to_down: u32,
     /// Consecutive successes before a down target is considered up again.
     pub successes_to_up: u32,
+    /// Whether HTTP 206 (the EigenLayer node API's "partially healthy") counts as
+    /// up. `false` matches the reference Python node, which treats it as down.
+    pub degraded_is_up: bool,
 }
 
 /// Epochs for the per-epoch summary.
@@ -193,6 +246,67 @@ pub struct HttpConfig {
     pub peer_timeout_ms: u64,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// Connections served at once; beyond it a few more may still ask `/health`
+    /// and `/ready`, the rest are closed. Lowered at start to fit the open-files
+    /// limit.
+    pub max_connections: usize,
+    /// File descriptors kept for the node's own use (replica, probes, peers,
+    /// gateways) when fitting `max_connections` to the open-files limit.
+    pub reserved_fds: usize,
+    /// A connection that has not sent a complete request head this long after it
+    /// opened, or after its last answer (an idle keep-alive connection), is closed.
+    pub header_read_timeout_ms: u64,
+}
+
+/// Per-client rate limits, by endpoint class. A client is one IP address; the
+/// monitoring nodes' own addresses get `peer_factor` times the quota.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub peer_factor: u32,
+    /// `/state`: each call probes a target.
+    pub probe: RateQuota,
+    /// `/aggregate_downtime`: each call asks every monitoring node.
+    pub aggregate: RateQuota,
+    /// `/downtime` and other signed answers.
+    pub signed: RateQuota,
+    /// `/v1/…`, the status page and badges.
+    pub query: RateQuota,
+    /// `/health`, `/ready`, `/metrics`.
+    pub ops: RateQuota,
+}
+
+/// A sustained rate and a burst.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateQuota {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        let q = |per_second, burst| RateQuota { per_second, burst };
+        RateLimitConfig {
+            enabled: true,
+            peer_factor: 20,
+            probe: q(5, 20),
+            aggregate: q(1, 5),
+            signed: q(20, 50),
+            query: q(20, 100),
+            ops: q(50, 200),
+        }
+    }
+}
+
+/// Outgoing HTTPS.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM files of extra certificate authorities to trust (a private CA), beside
+    /// the platform's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured).
+    pub ca_files: Vec<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -213,6 +327,10 @@ impl Default for NodeConfig {
             http: HttpConfig::default(),
             aggregator: false,
             aggregation: AggregationConfig::default(),
+            settlement: SettlementConfig::default(),
+            freshness: FreshnessConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -240,6 +358,7 @@ impl Default for ProbeConfig {
             concurrency: 256,
             failures_to_down: 3,
             successes_to_up: 2,
+            degraded_is_up: true,
         }
     }
 }
@@ -259,6 +378,9 @@ impl Default for HttpConfig {
             request_timeout_ms: 30_000,
             peer_timeout_ms: 3_000,
             max_body_bytes: 64 << 10,
+            max_connections: 1_024,
+            reserved_fds: 512,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -409,6 +531,9 @@ impl NodeConfig {
         if let Some(p) = &mut self.zellular.operators_file {
             fix(p);
         }
+        for p in &mut self.tls.ca_files {
+            fix(p);
+        }
     }
 
     fn merge_reference_nodes(&mut self) -> Result<(), ConfigError> {
@@ -461,8 +586,11 @@ impl NodeConfig {
                     format!("{:?} is not an http(s) URL", n.url),
                 ));
             }
-            if !(n.stake.is_finite() && n.stake >= 0.0) {
-                return Err(invalid(f("stake"), "must be a non-negative number"));
+            if !(n.stake.is_finite() && n.stake > 0.0) {
+                return Err(invalid(
+                    f("stake"),
+                    "must be a finite number greater than 0",
+                ));
             }
         }
         if !ids.contains(self.node_id.as_str()) {
@@ -565,6 +693,52 @@ impl NodeConfig {
                 "aggregation.reconcile_interval_ms",
                 "must be positive",
             ));
+        }
+        let st = &self.settlement;
+        if st.max_event_age_secs == 0 || st.max_event_age_secs > 30 * 86_400 {
+            return Err(invalid(
+                "settlement.max_event_age_secs",
+                "must be between 1 s and 30 days",
+            ));
+        }
+        if st.max_clock_drift_secs > 86_400 {
+            return Err(invalid(
+                "settlement.max_clock_drift_secs",
+                "must be at most one day",
+            ));
+        }
+        let f = &self.freshness;
+        if f.heartbeat_interval_ms == 0 {
+            return Err(invalid(
+                "freshness.heartbeat_interval_ms",
+                "must be positive",
+            ));
+        }
+        if f.bound_ms.is_some_and(|b| b < f.heartbeat_interval_ms) {
+            return Err(invalid(
+                "freshness.bound_ms",
+                "must be at least freshness.heartbeat_interval_ms, or every quiet moment turns the replica stale",
+            ));
+        }
+        if self.http.max_connections == 0 {
+            return Err(invalid("http.max_connections", "must be positive"));
+        }
+        if self.http.header_read_timeout_ms == 0 {
+            return Err(invalid("http.header_read_timeout_ms", "must be positive"));
+        }
+        for (name, q) in [
+            ("probe", &self.rate_limit.probe),
+            ("aggregate", &self.rate_limit.aggregate),
+            ("signed", &self.rate_limit.signed),
+            ("query", &self.rate_limit.query),
+            ("ops", &self.rate_limit.ops),
+        ] {
+            if q.per_second == 0 || q.burst == 0 {
+                return Err(invalid(
+                    format!("rate_limit.{name}"),
+                    "per_second and burst must be positive (set rate_limit.enabled = false to turn limits off)",
+                ));
+            }
         }
         if self.epoch.length_secs == 0 || self.epoch.length_secs > 100 * 366 * 86_400 {
             return Err(invalid(

@@ -43,6 +43,9 @@ pub struct DevnetArgs {
     pub probe_interval_ms: u64,
 }
 
+/// The devnet's `settlement.max_event_age_secs`: history settles within seconds.
+pub const MAX_EVENT_AGE: u64 = 5;
+
 /// `n` distinct free loopback addresses. They are released for the child processes
 /// to bind, so another program could take one in between; the devnet then reports
 /// the child that failed to start.
@@ -193,6 +196,18 @@ retry_max_ms = 5000
 start_jitter_ms = 200
 reconcile_interval_ms = {probe_interval_ms}
 confirm_timeout_ms = 10000
+rank_step_ms = 500
+roles_refresh_ms = 5000
+
+# Short settings so a demo settles in seconds (a real network keeps the defaults;
+# settlement values must be the same on every node of a network).
+[settlement]
+max_event_age_secs = {MAX_EVENT_AGE}
+max_clock_drift_secs = 10
+
+[freshness]
+heartbeat_interval_ms = 1000
+bound_ms = 5000
 "#,
         agg = i <= 2,
         timeout = (probe_interval_ms * 4 / 5).max(100),
@@ -226,7 +241,7 @@ impl Devnet {
         };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let dir = dir.canonicalize()?;
-        let http = reqwest::Client::builder()
+        let http = crate::http_client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
 
@@ -439,6 +454,47 @@ impl Devnet {
         }
     }
 
+    /// Waits until every replica's settled watermark reaches `t`: no event applied
+    /// later can change an answer about a window ending there.
+    async fn until_settled(&mut self, t: i64) -> anyhow::Result<()> {
+        println!(
+            "\n== demo: waiting for history up to {} to settle on every replica \
+             (log_time must pass it by max_event_age = {MAX_EVENT_AGE} s)",
+            utc(t)
+        );
+        let start = Instant::now();
+        let mut last_print = None;
+        loop {
+            self.check_children()?;
+            let mut lowest: Option<i64> = None;
+            for u in &self.node_urls {
+                let s = self
+                    .get(&format!("{u}/ready"))
+                    .await
+                    .and_then(|r| r["settled_until"].as_i64())
+                    .unwrap_or(i64::MIN);
+                lowest = Some(lowest.map_or(s, |l: i64| l.min(s)));
+            }
+            let lowest = lowest.unwrap_or(i64::MIN);
+            if lowest >= t {
+                println!(
+                    "   settled everywhere after {:.1} s",
+                    start.elapsed().as_secs_f64()
+                );
+                return Ok(());
+            }
+            let left = t.saturating_sub(lowest);
+            if last_print != Some(left) && lowest > 0 {
+                println!("  … settled up to {} ({left} s to go)", utc(lowest));
+                last_print = Some(left);
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("history up to {t} did not settle within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     async fn demo(&mut self) -> anyhow::Result<()> {
         println!("\n== demo: waiting for every replica to be ready");
         let start = Instant::now();
@@ -457,7 +513,8 @@ impl Devnet {
         let target = self.target_info[0].0.clone();
         let state_of = |t: String, want: &'static str| {
             move |v: &Value| {
-                v.as_array()
+                v["items"]
+                    .as_array()
                     .and_then(|a| a.iter().find(|x| x["address"] == t.as_str()))
                     .is_some_and(|x| x["state"] == want)
             }
@@ -492,7 +549,7 @@ impl Devnet {
                 .get(&format!("{u}/v1/intervals?address={target}"))
                 .await
                 .ok_or_else(|| anyhow::anyhow!("Node{}: no interval table", i + 1))?;
-            tables.push(t);
+            tables.push(t["items"].clone());
         }
         print_table(&target, &tables[0]);
         if let Some(k) = tables
@@ -508,14 +565,15 @@ impl Devnet {
             .get(&format!("{}/v1/events?address={target}", self.node_urls[0]))
             .await
             .ok_or_else(|| anyhow::anyhow!("no events"))?;
-        let ts: Vec<i64> = events
+        let ts: Vec<i64> = events["items"]
             .as_array()
             .map(|a| a.iter().filter_map(|e| e["timestamp"].as_i64()).collect())
             .unwrap_or_default();
         let (Some(&down), Some(&up)) = (ts.first(), ts.last()) else {
             bail!("expected a down and an up event, found {events}");
         };
-        let (from, to) = ((down - 60).max(0), crate::prober::now_secs().max(up));
+        let (from, to) = ((down - 60).max(0), up + 1);
+        self.until_settled(to).await?;
         let q = format!("address={target}&from_timestamp={from}&to_timestamp={to}");
         let mut answers = Vec::new();
         for u in &self.node_urls {

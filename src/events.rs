@@ -144,6 +144,22 @@ pub enum EventError {
     RepeatedState { state: NodeState, timestamp: i64 },
     #[error("timestamp {timestamp} is older than the last applied event ({last})")]
     Stale { timestamp: i64, last: i64 },
+    #[error(
+        "timestamp {timestamp} is more than {max_age} s older than its sync point ({sync_time})"
+    )]
+    TooOld {
+        timestamp: i64,
+        sync_time: i64,
+        max_age: i64,
+    },
+    #[error(
+        "timestamp {timestamp} is more than {max_drift} s later than its sync point ({sync_time})"
+    )]
+    FromFuture {
+        timestamp: i64,
+        sync_time: i64,
+        max_drift: i64,
+    },
 }
 
 impl EventError {
@@ -160,7 +176,15 @@ impl EventError {
             EventError::InvalidSignature => "bad_signature",
             EventError::RepeatedState { .. } => "repeated_state",
             EventError::Stale { .. } => "stale_timestamp",
+            EventError::TooOld { .. } => "too_old",
+            EventError::FromFuture { .. } => "from_future",
         }
+    }
+
+    /// A second report of the change already in force (several aggregators report
+    /// the same change): expected, counted apart, not a rejection.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, EventError::RepeatedState { .. })
     }
 }
 
@@ -234,8 +258,16 @@ pub enum MonitorSetError {
     BadPop { id: String, why: String },
     #[error("monitoring node {id} has no proof of possession; add `pop`, or list it in allow_without_pop to accept the rogue-key risk")]
     MissingPop { id: String },
-    #[error("total stake of the monitoring nodes is zero")]
-    ZeroStake,
+    #[error("monitoring nodes {first} and {second} have the same public key: one key would count twice towards a quorum")]
+    DuplicateKey { first: String, second: String },
+    #[error("monitoring node {id}: stake {stake} must be a finite number greater than 0")]
+    BadStake { id: String, stake: f64 },
+    #[error("the total stake of the monitoring nodes ({total}) is too large to compare against the threshold")]
+    TotalStake { total: f64 },
+    #[error("monitoring node id {0} is listed twice")]
+    DuplicateId(String),
+    #[error("no monitoring nodes")]
+    Empty,
 }
 
 /// The monitoring nodes that sign events and answers, with the quorum rule.
@@ -262,13 +294,34 @@ impl MonitorSet {
         allow_without_pop: &[String],
         threshold: Threshold,
     ) -> Result<Self, MonitorSetError> {
+        if nodes.is_empty() {
+            return Err(MonitorSetError::Empty);
+        }
         let mut out = Vec::with_capacity(nodes.len());
+        let mut keys: HashMap<[u8; 48], &str> = HashMap::new();
+        let mut ids: HashMap<&str, ()> = HashMap::new();
         for n in nodes {
+            if ids.insert(&n.id, ()).is_some() {
+                return Err(MonitorSetError::DuplicateId(n.id.clone()));
+            }
+            if !(n.stake.is_finite() && n.stake > 0.0) {
+                return Err(MonitorSetError::BadStake {
+                    id: n.id.clone(),
+                    stake: n.stake,
+                });
+            }
             let public_key =
                 PublicKey::from_hex(&n.pubkey).map_err(|source| MonitorSetError::BadKey {
                     id: n.id.clone(),
                     source,
                 })?;
+            // By the key's bytes, so two spellings of one key (case, say) are caught.
+            if let Some(first) = keys.insert(public_key.to_bytes(), &n.id) {
+                return Err(MonitorSetError::DuplicateKey {
+                    first: first.to_owned(),
+                    second: n.id.clone(),
+                });
+            }
             match &n.pop {
                 Some(pop) => {
                     let pop = Signature::from_hex(pop).map_err(|e| MonitorSetError::BadPop {
@@ -299,8 +352,13 @@ impl MonitorSet {
             });
         }
         let total_stake: f64 = out.iter().map(|m| m.stake).sum();
-        if total_stake <= 0.0 {
-            return Err(MonitorSetError::ZeroStake);
+        // The quorum rule multiplies the total by the threshold's terms: both
+        // products must stay finite, or a single signer could "reach" infinity.
+        if !(total_stake.is_finite()
+            && (total_stake * threshold.den).is_finite()
+            && (total_stake * threshold.num).is_finite())
+        {
+            return Err(MonitorSetError::TotalStake { total: total_stake });
         }
         let by_id = out
             .iter()

@@ -1,33 +1,67 @@
-//! Wires a node: key, monitoring-node set (PoPs checked), replica, sequencer client,
-//! prober, replicator and HTTP API, under one cancellation token. A critical task
-//! that ends on its own stops the node with a reason.
+//! A node: its shared context, and the wiring of its tasks — prober, replicator,
+//! HTTP API and (optionally) aggregator — under one cancellation token. A critical
+//! task that ends on its own stops the node with a reason.
+//!
+//! Data flows one way: probe → attest → sequence → replicate → answer. Every
+//! service takes the [`NodeContext`]; `http` is a thin adapter over it that nothing
+//! else imports.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use axum::http::StatusCode;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregator::Aggregator;
 use crate::answers::Answers;
+use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::events::MonitorSet;
-use crate::http::{self, AppState};
+use crate::freshness::ReplicaStatus;
+use crate::peers::Peers;
 use crate::prober::Prober;
-use crate::replicator::Replicator;
+use crate::replicator::{ApplyWindow, Replicator};
 use crate::signer::Signer;
 use crate::store::node::ReplicaStore;
 use crate::zellular::operators::Subgraph;
 use crate::zellular::{Client, ClientConfig, OperatorSet, OperatorSource};
 
+/// The runtime knobs services read, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Network-wide: an event may be at most this much older than its sync point.
+    pub max_event_age: i64,
+    /// Network-wide: an event may be at most this much later than its sync point.
+    pub max_clock_drift: i64,
+    /// Heartbeats are posted after this much silence, milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Whether this node runs the aggregator (said at `/health`, for ranking).
+    pub aggregator: bool,
+}
+
+/// Everything the node's services share; cheap to clone.
+#[derive(Clone)]
+pub struct NodeContext {
+    pub node_id: Arc<str>,
+    pub clock: Clock,
+    pub monitors: Arc<MonitorSet>,
+    pub prober: Prober,
+    pub signer: Arc<Signer>,
+    pub answers: Answers,
+    pub store: ReplicaStore,
+    /// How current the replica is (written by the replicator).
+    pub status: ReplicaStatus,
+    /// Client for calls to other monitoring nodes.
+    pub peers: Peers,
+    pub settings: Settings,
+}
+
 /// A node ready to run (everything opened and checked).
 pub struct Node {
     cfg: NodeConfig,
-    state: AppState,
+    ctx: NodeContext,
     replicator: Replicator,
     client: Client,
 }
@@ -37,8 +71,13 @@ pub fn zellular_client(cfg: &NodeConfig) -> anyhow::Result<(Client, OperatorSour
     let z = &cfg.zellular;
     let (source, sockets) = match (&z.operators_file, &z.subgraph_url) {
         (Some(path), _) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("zellular.operators_file {}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow!(
+                    "zellular.operators_file {}: {}",
+                    path.display(),
+                    crate::store::os_reason(&e)
+                )
+            })?;
             let set = OperatorSet::from_json(&text, z.threshold_percent)
                 .with_context(|| format!("zellular.operators_file {}", path.display()))?;
             let sockets: Vec<String> = set
@@ -71,8 +110,13 @@ pub fn zellular_client(cfg: &NodeConfig) -> anyhow::Result<(Client, OperatorSour
 }
 
 impl Node {
-    /// Opens and checks everything; fails with a message naming what is wrong.
+    /// Opens and checks everything with the system clock.
     pub async fn open(cfg: NodeConfig) -> anyhow::Result<Node> {
+        Self::open_with_clock(cfg, Clock::system()).await
+    }
+
+    /// Opens and checks everything; fails with one message naming what is wrong.
+    pub async fn open_with_clock(cfg: NodeConfig, clock: Clock) -> anyhow::Result<Node> {
         let signer = Signer::from_file(&cfg.bls_key_file).context("bls_key_file")?;
         let monitors = MonitorSet::new(
             &cfg.monitoring_nodes,
@@ -92,90 +136,109 @@ impl Node {
                 me.public_key
             );
         }
-        if let Some(dir) = cfg.database.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("database directory {}", dir.display()))?;
-        }
         let store = ReplicaStore::open(&cfg.database)
             .await
             .with_context(|| format!("database {}", cfg.database.display()))?;
+        // A replica edited behind the node's back is refused, naming the first bad row.
+        let started = Instant::now();
+        match store.check_integrity().await {
+            Ok(Ok(n)) => tracing::info!(
+                events = n,
+                took_ms = started.elapsed().as_millis() as u64,
+                "replica integrity checked"
+            ),
+            Ok(Err(bad)) => bail!(
+                "database {}: the replica fails its integrity check: {bad}. Run `livenessd audit` \
+                 for a full report; to rebuild it from the sequencer, move the file away",
+                cfg.database.display()
+            ),
+            Err(e) => bail!("database {}: {e}", cfg.database.display()),
+        }
         let addresses: Vec<String> = cfg.targets.iter().map(|t| t.address.clone()).collect();
         let (client, operators) = zellular_client(&cfg)?;
+        check_app(&client, &operators).await?;
         let monitors = Arc::new(monitors);
-        let caught_up = Arc::new(AtomicBool::new(false));
+        let status = ReplicaStatus::new(
+            clock.clone(),
+            cfg.freshness.bound_secs(),
+            cfg.settlement.max_event_age_secs as i64,
+        );
+        let window = ApplyWindow {
+            max_event_age: cfg.settlement.max_event_age_secs as i64,
+            max_clock_drift: cfg.settlement.max_clock_drift_secs as i64,
+        };
         let replicator = Replicator::new(
             store.clone(),
             monitors.clone(),
             &addresses,
+            window,
             client.clone(),
             operators,
-            caught_up.clone(),
+            status.clone(),
         )
-        .await?;
-        let state = AppState {
+        .await
+        .with_context(|| format!("database {}", cfg.database.display()))?;
+        let ctx = NodeContext {
             node_id: cfg.node_id.as_str().into(),
             monitors,
-            prober: Prober::new(&cfg.targets, cfg.probe.clone()),
+            prober: Prober::new(&cfg.targets, cfg.probe.clone(), clock.clone()),
             signer: Arc::new(signer),
             answers: Answers::new(store.clone(), addresses, cfg.epoch.clone()),
             store,
-            caught_up,
-            peers: reqwest::Client::new(),
-            peer_timeout: Duration::from_millis(cfg.http.peer_timeout_ms),
-            state_probes: Arc::new(tokio::sync::Semaphore::new(
-                http::MAX_CONCURRENT_STATE_PROBES,
-            )),
+            status,
+            peers: Peers::new(Duration::from_millis(cfg.http.peer_timeout_ms)),
+            clock,
+            settings: Settings {
+                max_event_age: window.max_event_age,
+                max_clock_drift: window.max_clock_drift,
+                heartbeat_interval_ms: cfg.freshness.heartbeat_interval_ms,
+                aggregator: cfg.aggregator,
+            },
         };
         Ok(Node {
             cfg,
-            state,
+            ctx,
             replicator,
             client,
         })
     }
 
-    /// The HTTP state (for tests and the aggregator).
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The shared context (for tests).
+    pub fn context(&self) -> &NodeContext {
+        &self.ctx
     }
 
     /// Runs until `stop` is cancelled or a critical task fails.
     pub async fn run(self, listener: TcpListener, stop: CancellationToken) -> anyhow::Result<()> {
         let Node {
             cfg,
-            state,
+            ctx,
             replicator,
             client,
         } = self;
         let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-        let router = http::app(state.clone(), cfg.http.max_body_bytes)
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                StatusCode::REQUEST_TIMEOUT,
-                Duration::from_millis(cfg.http.request_timeout_ms),
-            ))
-            // A bug in a handler answers 500; it never takes the connection or the node down.
-            .layer(tower_http::catch_panic::CatchPanicLayer::new());
-
         let s = stop.clone();
-        tasks.spawn(async move {
-            let r = axum::serve(listener, router)
-                .with_graceful_shutdown(s.cancelled_owned())
-                .await;
-            ("http", r.map_err(Into::into))
-        });
+        let server = crate::http::serve(
+            listener,
+            ctx.clone(),
+            cfg.http.clone(),
+            cfg.rate_limit.clone(),
+            s,
+        );
+        tasks.spawn(async move { ("http", server.await.map_err(Into::into)) });
         let s = stop.clone();
         tasks.spawn(async move {
             replicator.run(s).await;
             ("replicator", Ok(()))
         });
         let s = stop.clone();
-        let prober = state.prober.clone();
+        let prober = ctx.prober.clone();
         tasks.spawn(async move {
             prober.run(s).await;
             ("prober", Ok(()))
         });
         if cfg.aggregator {
-            let agg = Aggregator::new(&state, client, cfg.aggregation.to_runtime());
+            let agg = Aggregator::new(&ctx, client, &cfg.aggregation);
             let s = stop.clone();
             tasks.spawn(async move {
                 agg.run(s).await;
@@ -203,7 +266,37 @@ impl Node {
                 stop.cancel();
             }
         }
-        state.store.close().await;
+        ctx.store.close().await;
         result
+    }
+}
+
+/// Asks the gateway once whether it knows the app: an unknown app is a
+/// configuration error and stops the node now. An unreachable sequencer is not
+/// (the replica reports it, and turns unready with the reason if it later answers
+/// that the app is unknown).
+async fn check_app(client: &Client, operators: &OperatorSource) -> anyhow::Result<()> {
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        client.last_finalized_at(client.current_index(), operators),
+    )
+    .await
+    {
+        Ok(Err(e)) => {
+            if let Some(why) = e.unknown_app() {
+                bail!(
+                    "zellular.app {:?}: the sequencer at {} does not know this app ({why})",
+                    client.config().app,
+                    client.current_gateway()
+                );
+            }
+            tracing::warn!(error = %e, "the sequencer did not answer at start; the replica will keep trying");
+            Ok(())
+        }
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => {
+            tracing::warn!(gateway = %client.current_gateway(), "the sequencer did not answer within 5 s at start; the replica will keep trying");
+            Ok(())
+        }
     }
 }

@@ -1,39 +1,110 @@
 //! Probes the monitored targets: all concurrently each interval (bounded, with
 //! jitter and a per-probe timeout), with flap damping, publishing confirmed changes.
+//! It keeps, per target, the last failure's cause and every probe's latency.
 //!
-//! HTTP health follows the EigenLayer node API: 200 up, 206 up but degraded,
-//! anything else (or no answer in time) down. A TCP target is up when it accepts a
-//! connection.
+//! HTTP health follows the EigenLayer node API: 200 up, 206 up but degraded (up
+//! unless `degraded_is_up = false`, the reference node's reading), anything else
+//! (or no answer in time) down. A TCP target is up when it accepts a connection.
+//!
+//! `/state` asks go through [`Prober::probe_shared`]: concurrent asks for one target
+//! share one probe, with a bound on waiters per target, so a hung or flooded target
+//! cannot starve another. The aggregator's own probes ([`Prober::probe`]) never
+//! wait behind them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use serde::Serialize;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::{ProbeConfig, Target};
 use crate::events::NodeState;
 use crate::metrics;
 
+/// Why a probe failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cause {
+    /// The target answered with this HTTP status.
+    Status { code: u16 },
+    /// Nothing listens at the address (connection refused).
+    Refused,
+    /// No answer within the probe timeout.
+    Timeout,
+    /// The TLS handshake failed (untrusted or invalid certificate, protocol error).
+    Tls { detail: String },
+    /// The host name did not resolve.
+    Dns { detail: String },
+    /// The connection broke while the answer was read.
+    Body { detail: String },
+    /// Any other connection failure.
+    Connect { detail: String },
+}
+
+impl Cause {
+    /// The metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Cause::Status { .. } => "http_status",
+            Cause::Refused => "refused",
+            Cause::Timeout => "timeout",
+            Cause::Tls { .. } => "tls",
+            Cause::Dns { .. } => "dns",
+            Cause::Body { .. } => "body",
+            Cause::Connect { .. } => "connect",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Status { code } => write!(f, "HTTP {code}"),
+            Cause::Refused => f.write_str("connection refused"),
+            Cause::Timeout => f.write_str("timed out"),
+            Cause::Tls { detail } => write!(f, "TLS: {detail}"),
+            Cause::Dns { detail } => write!(f, "DNS: {detail}"),
+            Cause::Body { detail } => write!(f, "answer broken off: {detail}"),
+            Cause::Connect { detail } => write!(f, "connection failed: {detail}"),
+        }
+    }
+}
+
 /// What one probe saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "health", rename_all = "lowercase")]
 pub enum Health {
     Up,
-    /// HTTP 206: up, but the node reports itself degraded.
+    /// HTTP 206: the node reports itself partially healthy.
     Degraded,
-    Down,
+    Down {
+        cause: Cause,
+    },
 }
 
 impl Health {
-    pub fn state(self) -> NodeState {
+    /// The state this health means, under the `degraded_is_up` reading of 206.
+    pub fn state(&self, degraded_is_up: bool) -> NodeState {
         match self {
-            Health::Up | Health::Degraded => NodeState::Up,
-            Health::Down => NodeState::Down,
+            Health::Up => NodeState::Up,
+            Health::Degraded if degraded_is_up => NodeState::Up,
+            Health::Degraded => NodeState::Down,
+            Health::Down { .. } => NodeState::Down,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Degraded => "degraded",
+            Health::Down { .. } => "down",
         }
     }
 }
@@ -44,22 +115,27 @@ impl Health {
 pub struct Observation {
     address: String,
     health: Health,
+    state: NodeState,
     /// Unix seconds when the probe finished.
     at: i64,
+    latency: Duration,
 }
 
 impl Observation {
     pub fn address(&self) -> &str {
         &self.address
     }
-    pub fn health(&self) -> Health {
-        self.health
+    pub fn health(&self) -> &Health {
+        &self.health
     }
     pub fn state(&self) -> NodeState {
-        self.health.state()
+        self.state
     }
     pub fn at(&self) -> i64 {
         self.at
+    }
+    pub fn latency(&self) -> Duration {
+        self.latency
     }
 }
 
@@ -73,14 +149,25 @@ pub struct Confirmed {
 }
 
 /// Flap damping of one target: `failures_to_down` consecutive failures before
-/// down, `successes_to_up` consecutive successes before up again.
+/// down, `successes_to_up` consecutive successes before up again; and what the
+/// last probes saw.
 #[derive(Debug, Clone, Serialize)]
 pub struct Damper {
     pub state: NodeState,
     pub last: Option<Health>,
     pub failures: u32,
     pub successes: u32,
+    /// Unix seconds of the last probe (0: never probed).
     pub last_probe_at: i64,
+    /// Latency of the last probe, seconds.
+    pub last_latency_seconds: f64,
+    /// The cause of the last failed probe, kept after the target recovers.
+    pub last_failure: Option<Cause>,
+    /// Unix seconds of the last failed probe.
+    pub last_failure_at: Option<i64>,
+    /// When the run of probes disagreeing with `state` began (detection latency).
+    #[serde(skip)]
+    pub streak_started: Option<Instant>,
 }
 
 impl Default for Damper {
@@ -91,22 +178,30 @@ impl Default for Damper {
             failures: 0,
             successes: 0,
             last_probe_at: 0,
+            last_latency_seconds: 0.0,
+            last_failure: None,
+            last_failure_at: None,
+            streak_started: None,
         }
     }
 }
 
 impl Damper {
-    /// Records one probe; returns the new state if it changed.
+    /// Records one probe that means `seen`; returns the new state if it changed.
     pub fn record(
         &mut self,
-        h: Health,
+        seen: NodeState,
         at: i64,
         failures_to_down: u32,
         successes_to_up: u32,
     ) -> Option<NodeState> {
-        self.last = Some(h);
         self.last_probe_at = at;
-        match h.state() {
+        if seen == self.state {
+            self.streak_started = None;
+        } else if self.streak_started.is_none() {
+            self.streak_started = Some(Instant::now());
+        }
+        match seen {
             NodeState::Down => {
                 self.failures = self.failures.saturating_add(1);
                 self.successes = 0;
@@ -134,12 +229,24 @@ enum Check {
     Tcp(String),
 }
 
+/// One shared `/state` probe in flight, and how many wait for it.
+struct Flight {
+    result: watch::Receiver<Option<Observation>>,
+    waiters: AtomicUsize,
+}
+
+/// Most `/state` asks that may wait for one target's probe; more are refused.
+pub const MAX_WAITERS_PER_TARGET: usize = 256;
+
 struct Inner {
     cfg: ProbeConfig,
+    clock: Clock,
     http: reqwest::Client,
     targets: Vec<(String, Check)>,
     view: RwLock<HashMap<String, Damper>>,
     changes: broadcast::Sender<Confirmed>,
+    /// Shared `/state` probes in flight, per target.
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
 }
 
 /// The prober; cheap to clone.
@@ -148,16 +255,55 @@ pub struct Prober {
     inner: Arc<Inner>,
 }
 
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// `/state` could not get a probe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("unknown address")]
+    Unknown,
+    #[error("too many state requests for this target at once")]
+    Busy,
+}
+
+/// Classifies a failed HTTP request.
+fn http_cause(e: &reqwest::Error) -> Cause {
+    if e.is_timeout() {
+        return Cause::Timeout;
+    }
+    // The chain below reqwest: hyper-util's connect error, io errors, rustls errors.
+    let mut chain = Vec::new();
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        chain.push(s.to_string());
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Cause::Refused,
+                std::io::ErrorKind::TimedOut => return Cause::Timeout,
+                _ => {}
+            }
+        }
+        if s.downcast_ref::<rustls::Error>().is_some() {
+            return Cause::Tls {
+                detail: s.to_string(),
+            };
+        }
+        src = s.source();
+    }
+    let detail = chain.last().cloned().unwrap_or_default();
+    let all = chain.join(": ").to_lowercase();
+    if all.contains("dns error") || all.contains("failed to lookup address") {
+        Cause::Dns { detail }
+    } else if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
+        Cause::Tls { detail }
+    } else if e.is_body() || e.is_decode() {
+        Cause::Body { detail }
+    } else {
+        Cause::Connect { detail }
+    }
 }
 
 impl Prober {
-    pub fn new(targets: &[Target], cfg: ProbeConfig) -> Self {
-        let http = reqwest::Client::builder()
+    pub fn new(targets: &[Target], cfg: ProbeConfig, clock: Clock) -> Self {
+        let http = crate::http_client::builder()
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .connect_timeout(Duration::from_millis(cfg.timeout_ms))
             .pool_max_idle_per_host(1)
@@ -182,10 +328,12 @@ impl Prober {
         Prober {
             inner: Arc::new(Inner {
                 cfg,
+                clock,
                 http,
                 targets,
                 view: RwLock::new(view),
                 changes,
+                flights: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -200,6 +348,16 @@ impl Prober {
         self.inner.view.read().expect("view lock").clone()
     }
 
+    /// The local view of one target.
+    pub fn view_of(&self, address: &str) -> Option<Damper> {
+        self.inner
+            .view
+            .read()
+            .expect("view lock")
+            .get(address)
+            .cloned()
+    }
+
     pub fn knows(&self, address: &str) -> bool {
         self.inner.targets.iter().any(|(a, _)| a == address)
     }
@@ -210,50 +368,180 @@ impl Prober {
             Check::Http(url) => match self.inner.http.get(url).send().await {
                 Ok(r) if r.status().as_u16() == 200 => Health::Up,
                 Ok(r) if r.status().as_u16() == 206 => Health::Degraded,
-                _ => Health::Down,
+                Ok(r) => Health::Down {
+                    cause: Cause::Status {
+                        code: r.status().as_u16(),
+                    },
+                },
+                Err(e) => Health::Down {
+                    cause: http_cause(&e),
+                },
             },
             Check::Tcp(addr) => {
                 match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
                     Ok(Ok(_)) => Health::Up,
-                    _ => Health::Down,
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        Health::Down {
+                            cause: Cause::Refused,
+                        }
+                    }
+                    Ok(Err(e)) => Health::Down {
+                        cause: if e.to_string().contains("lookup") {
+                            Cause::Dns {
+                                detail: e.to_string(),
+                            }
+                        } else {
+                            Cause::Connect {
+                                detail: crate::store::os_reason(&e),
+                            }
+                        },
+                    },
+                    Err(_) => Health::Down {
+                        cause: Cause::Timeout,
+                    },
                 }
             }
         }
     }
 
-    /// Probes `address` now (no damping); `None` for an unknown address.
-    pub async fn probe(&self, address: &str) -> Option<Observation> {
-        let (_, check) = self.inner.targets.iter().find(|(a, _)| a == address)?;
+    /// Probes target `i` now and counts it.
+    async fn observe(&self, i: usize) -> Observation {
+        let (address, check) = &self.inner.targets[i];
+        let started = Instant::now();
         let health = self.check(check).await;
-        metrics::inc("probes_total", &[("result", health_label(health))]);
-        Some(Observation {
-            address: address.to_owned(),
+        let latency = started.elapsed();
+        metrics::probe(
+            address,
+            health.label(),
+            latency,
+            match &health {
+                Health::Down { cause } => Some(cause.label()),
+                _ => None,
+            },
+        );
+        Observation {
+            address: address.clone(),
+            state: health.state(self.inner.cfg.degraded_is_up),
             health,
-            at: now_secs(),
-        })
+            at: self.inner.clock.now(),
+            latency,
+        }
+    }
+
+    /// Probes `address` now (no damping, not shared); `None` for an unknown address.
+    pub async fn probe(&self, address: &str) -> Option<Observation> {
+        let i = self.inner.targets.iter().position(|(a, _)| a == address)?;
+        Some(self.observe(i).await)
+    }
+
+    /// Probes `address` for a `/state` ask: joins the probe already in flight for
+    /// it, or starts one that later asks join. The probe runs in its own task, so a
+    /// caller that gives up does not cancel it for the others.
+    pub async fn probe_shared(&self, address: &str) -> Result<Observation, ProbeError> {
+        let i = self
+            .inner
+            .targets
+            .iter()
+            .position(|(a, _)| a == address)
+            .ok_or(ProbeError::Unknown)?;
+        let flight = {
+            let mut flights = self.inner.flights.lock().expect("flights lock");
+            match flights.get(address) {
+                Some(f) => {
+                    if f.waiters.fetch_add(1, Ordering::Relaxed) >= MAX_WAITERS_PER_TARGET {
+                        f.waiters.fetch_sub(1, Ordering::Relaxed);
+                        return Err(ProbeError::Busy);
+                    }
+                    metrics::state_probe_shared();
+                    f.clone()
+                }
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    let f = Arc::new(Flight {
+                        result: rx,
+                        waiters: AtomicUsize::new(1),
+                    });
+                    flights.insert(address.to_owned(), f.clone());
+                    let me = self.clone();
+                    let key = address.to_owned();
+                    let mine = f.clone();
+                    tokio::spawn(async move {
+                        let obs = me.observe(i).await;
+                        // Later asks start a new probe: this one is done.
+                        let mut flights = me.inner.flights.lock().expect("flights lock");
+                        if flights.get(&key).is_some_and(|g| Arc::ptr_eq(g, &mine)) {
+                            flights.remove(&key);
+                        }
+                        drop(flights);
+                        let _ = tx.send(Some(obs));
+                    });
+                    f
+                }
+            }
+        };
+        let mut rx = flight.result.clone();
+        let obs = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|v| v.clone())
+            .ok()
+            .flatten();
+        flight.waiters.fetch_sub(1, Ordering::Relaxed);
+        obs.ok_or(ProbeError::Busy)
     }
 
     fn record(&self, obs: &Observation) {
         let cfg = &self.inner.cfg;
-        let changed = {
+        let (changed, cause_changed, streak) = {
             let mut view = self.inner.view.write().expect("view lock");
             let d = view.entry(obs.address.clone()).or_default();
-            d.record(
-                obs.health,
-                obs.at,
-                cfg.failures_to_down,
-                cfg.successes_to_up,
-            )
+            let mut cause_changed = None;
+            if let Health::Down { cause } = &obs.health {
+                if d.last_failure.as_ref() != Some(cause)
+                    || !matches!(d.last, Some(Health::Down { .. }))
+                {
+                    cause_changed = Some(cause.clone());
+                }
+                d.last_failure = Some(cause.clone());
+                d.last_failure_at = Some(obs.at);
+            }
+            d.last = Some(obs.health.clone());
+            d.last_latency_seconds = obs.latency.as_secs_f64();
+            let streak = d.streak_started;
+            let changed = d.record(obs.state, obs.at, cfg.failures_to_down, cfg.successes_to_up);
+            (changed, cause_changed, streak)
         };
+        metrics::probe_success(&obs.address, obs.state == NodeState::Up);
+        if let Some(cause) = cause_changed {
+            // One line per change of cause, not per probe.
+            tracing::info!(address = %obs.address, %cause, "probe failing");
+        }
         if let Some(state) = changed {
-            metrics::inc("probe_transitions_total", &[("state", state.as_str())]);
-            tracing::info!(address = %obs.address, %state, "target state confirmed");
+            metrics::probe_transition(state);
+            let why = match &obs.health {
+                Health::Down { cause } => cause.to_string(),
+                Health::Degraded => "HTTP 206 (degraded)".into(),
+                Health::Up => "answering".into(),
+            };
+            tracing::info!(address = %obs.address, %state, cause = %why,
+                after_s = streak.map(|s| s.elapsed().as_secs_f64()), "target state confirmed");
             let _ = self.inner.changes.send(Confirmed {
                 address: obs.address.clone(),
                 state,
                 at: obs.at,
             });
         }
+    }
+
+    /// Seconds since the first probe of the run that confirmed the current local
+    /// state began, if the target's local state is `state` (detection latency).
+    pub fn detection_started(&self, address: &str) -> Option<Instant> {
+        self.inner
+            .view
+            .read()
+            .expect("view lock")
+            .get(address)
+            .and_then(|d| d.streak_started)
     }
 
     /// One round: every target once, at most `concurrency` at a time, each after a
@@ -271,14 +559,8 @@ impl Prober {
                     tokio::time::sleep(Duration::from_millis(d)).await;
                 }
                 let _permit = sem.acquire().await.expect("semaphore open");
-                let (address, check) = &p.inner.targets[i];
-                let health = p.check(check).await;
-                metrics::inc("probes_total", &[("result", health_label(health))]);
-                p.record(&Observation {
-                    address: address.clone(),
-                    health,
-                    at: now_secs(),
-                });
+                let obs = p.observe(i).await;
+                p.record(&obs);
             });
         }
         while set.join_next().await.is_some() {}
@@ -301,14 +583,6 @@ impl Prober {
     }
 }
 
-fn health_label(h: Health) -> &'static str {
-    match h {
-        Health::Up => "up",
-        Health::Degraded => "degraded",
-        Health::Down => "down",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,29 +591,30 @@ mod tests {
     fn damping_needs_consecutive_results() {
         let mut d = Damper::default();
         let (f, s) = (3, 2);
-        assert_eq!(d.record(Health::Down, 1, f, s), None);
-        assert_eq!(d.record(Health::Down, 2, f, s), None);
+        use NodeState::{Down, Up};
+        assert_eq!(d.record(Down, 1, f, s), None);
+        assert_eq!(d.record(Down, 2, f, s), None);
+        assert_eq!(d.record(Up, 3, f, s), None, "a success resets the failures");
+        assert_eq!(d.record(Down, 4, f, s), None);
+        assert_eq!(d.record(Down, 5, f, s), None);
+        assert_eq!(d.record(Down, 6, f, s), Some(Down));
+        assert_eq!(d.record(Down, 7, f, s), None, "no repeat while down");
+        assert_eq!(d.record(Up, 8, f, s), None);
+        assert_eq!(d.record(Down, 9, f, s), None);
+        assert_eq!(d.record(Up, 10, f, s), None);
+        assert_eq!(d.record(Up, 11, f, s), Some(Up));
+    }
+
+    #[test]
+    fn a_206_is_up_or_down_as_configured() {
+        assert_eq!(Health::Degraded.state(true), NodeState::Up);
+        assert_eq!(Health::Degraded.state(false), NodeState::Down);
         assert_eq!(
-            d.record(Health::Up, 3, f, s),
-            None,
-            "a success resets the failures"
+            Health::Down {
+                cause: Cause::Refused
+            }
+            .state(true),
+            NodeState::Down
         );
-        assert_eq!(d.record(Health::Down, 4, f, s), None);
-        assert_eq!(d.record(Health::Down, 5, f, s), None);
-        assert_eq!(d.record(Health::Down, 6, f, s), Some(NodeState::Down));
-        assert_eq!(
-            d.record(Health::Down, 7, f, s),
-            None,
-            "no repeat while down"
-        );
-        assert_eq!(d.record(Health::Degraded, 8, f, s), None);
-        assert_eq!(d.record(Health::Down, 9, f, s), None);
-        assert_eq!(d.record(Health::Up, 10, f, s), None);
-        assert_eq!(
-            d.record(Health::Degraded, 11, f, s),
-            Some(NodeState::Up),
-            "206 counts as up"
-        );
-        assert_eq!(d.last, Some(Health::Degraded));
     }
 }

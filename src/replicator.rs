@@ -1,22 +1,73 @@
-//! Finalized Zellular batches → parsed, batch-verified events → the replica.
+//! Finalized Zellular batches → parsed, verified events → the replica.
 //!
-//! Applying is a pure function of the sequence and the configured monitoring nodes
-//! and targets, so replicas at the same index hold the same rows. Rules
-//! (PROTOCOL.md §3): drop what fails parsing or verification (log + metric); apply
-//! only real transitions (state differs, timestamp ≥ the last applied one); the
-//! events, the states and the cursor commit in one transaction per chunk.
+//! Applying is a pure function of the finalized sequence (with its sync-point
+//! timestamps) and the network definition, so replicas at the same index hold the
+//! same rows. The rules (ARCHITECTURE.md, "The apply rules"), in order:
+//! 1. a batch that is not a JSON array, or an event that does not parse, is dropped;
+//! 2. an event about an unknown address is dropped;
+//! 3. with `sync_time` = the newest sync-point timestamp applied, this batch's
+//!    included (`log_time`): an event older than `sync_time - max_event_age` is
+//!    `too_old`, one later than `sync_time + max_clock_drift` is `from_future`;
+//! 4. the quorum proof must verify (known, distinct non-signers; signers' stake
+//!    reaches the threshold; the aggregate signature);
+//! 5. only a real transition applies: the state differs from the current one and the
+//!    timestamp is not older than the address's last applied event.
+//!
+//! Events, states, totals, `log_time` and the cursor commit together in
+//! transactions of at most [`MAX_ITEMS_PER_TRANSACTION`] items, so a node that keeps
+//! crashing still makes progress, and nothing is half-written.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{parse_batch, Event, EventError, MonitorSet};
+use crate::freshness::ReplicaStatus;
 use crate::metrics;
-use crate::store::node::{Applied, Position, ReplicaStore, Transition};
+use crate::store::node::{Applied, CursorUpdate, Position, ReplicaStore, TargetState};
+use crate::store::StoreError;
 use crate::zellular::{Client, Cursor, FinalizedBatch, OperatorSource, StreamError};
+
+/// Items (events, or a whole batch that is dropped or empty) per transaction.
+pub const MAX_ITEMS_PER_TRANSACTION: usize = 1_000;
+
+/// Chunks the stream may read ahead of the replica (bounds memory).
+const READ_AHEAD_CHUNKS: usize = 2;
+
+/// How often freshness is evaluated (and gateways cross-checked when stale).
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The network-wide settlement settings, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyWindow {
+    pub max_event_age: i64,
+    pub max_clock_drift: i64,
+}
+
+impl ApplyWindow {
+    /// Rule 3: is `timestamp` acceptable against `sync_time`?
+    pub fn check(&self, timestamp: i64, sync_time: i64) -> Result<(), EventError> {
+        if timestamp < sync_time.saturating_sub(self.max_event_age) {
+            Err(EventError::TooOld {
+                timestamp,
+                sync_time,
+                max_age: self.max_event_age,
+            })
+        } else if timestamp > sync_time.saturating_add(self.max_clock_drift) {
+            Err(EventError::FromFuture {
+                timestamp,
+                sync_time,
+                max_drift: self.max_clock_drift,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
 
 /// What one chunk did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -24,6 +75,85 @@ pub struct ChunkReport {
     pub batches: usize,
     pub applied: usize,
     pub rejected: usize,
+    pub duplicates: usize,
+    pub transactions: usize,
+}
+
+/// One unit of work of a batch: an item of its array, or the batch itself when it
+/// holds no item (empty, or not an array).
+struct Unit {
+    index: u64,
+    /// Position in the batch (0 for a batch-level unit).
+    position: u32,
+    /// The parsed event, or why the item (or the batch) is dropped; `None` for an
+    /// empty batch.
+    item: Option<Result<Event, EventError>>,
+    /// `log_time` once this unit's batch is applied.
+    sync_time: i64,
+    /// Whether this is the batch's last unit, and its chaining hash then.
+    batch_end: Option<String>,
+}
+
+/// Per batch and reason: how many items were dropped, and the first one's error.
+#[derive(Default)]
+struct Rejections {
+    by_batch: BTreeMap<(u64, &'static str), (u64, String)>,
+}
+
+impl Rejections {
+    fn add(&mut self, index: u64, e: &EventError) {
+        metrics::event_rejected(e.reason());
+        let entry = self
+            .by_batch
+            .entry((index, e.reason()))
+            .or_insert_with(|| (0, e.to_string()));
+        entry.0 += 1;
+    }
+}
+
+/// Log lines about dropped input, at most `BURST` at once and `PER_SEC` a second:
+/// a flood of junk costs counters, not disk.
+struct LogBudget {
+    tokens: f64,
+    last: std::time::Instant,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    const BURST: f64 = 20.0;
+    const PER_SEC: f64 = 2.0;
+
+    fn new() -> Self {
+        LogBudget {
+            tokens: Self::BURST,
+            last: std::time::Instant::now(),
+            suppressed: 0,
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * Self::PER_SEC)
+            .min(Self::BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    fn report(&mut self, r: Rejections) {
+        for ((index, reason), (count, first)) in r.by_batch {
+            if self.take() {
+                let suppressed = std::mem::take(&mut self.suppressed);
+                tracing::warn!(index, reason, count, example = %first, suppressed_lines = suppressed,
+                    "items of a finalized batch not applied");
+            }
+        }
+    }
 }
 
 /// Applies the verified sequence to the replica.
@@ -32,22 +162,14 @@ pub struct Replicator {
     monitors: Arc<MonitorSet>,
     addresses: HashSet<String>,
     /// Current state of every address, mirrored from the store (the only writer).
-    states: HashMap<String, Transition>,
+    states: HashMap<String, TargetState>,
+    /// The store's position, mirrored.
+    position: Position,
+    window: ApplyWindow,
     client: Client,
     operators: OperatorSource,
-    caught_up: Arc<AtomicBool>,
-}
-
-fn reject(zindex: u64, pos: Option<usize>, e: &EventError) {
-    metrics::inc("events_rejected_total", &[("reason", e.reason())]);
-    match pos {
-        Some(p) => {
-            tracing::warn!(index = zindex, position = p, reason = e.reason(), error = %e, "event not applied")
-        }
-        None => {
-            tracing::warn!(index = zindex, reason = e.reason(), error = %e, "batch not applied")
-        }
-    }
+    status: ReplicaStatus,
+    log: LogBudget,
 }
 
 impl Replicator {
@@ -55,90 +177,165 @@ impl Replicator {
         store: ReplicaStore,
         monitors: Arc<MonitorSet>,
         addresses: &[String],
+        window: ApplyWindow,
         client: Client,
         operators: OperatorSource,
-        caught_up: Arc<AtomicBool>,
-    ) -> Result<Self, crate::store::StoreError> {
-        store.init_addresses(addresses).await?;
+        status: ReplicaStatus,
+    ) -> Result<Self, StoreError> {
+        store.init_targets(addresses).await?;
         let states = store.states().await?;
+        let position = store.position().await?;
+        status.applied(position.index, position.log_time);
         Ok(Replicator {
             store,
             monitors,
             addresses: addresses.iter().cloned().collect(),
             states,
+            position,
+            window,
             client,
             operators,
-            caught_up,
+            status,
+            log: LogBudget::new(),
         })
     }
 
+    /// The replica's position as last committed.
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    /// Splits a chunk into units, skipping what the cursor says is already applied.
+    fn units(&self, chunk: &[FinalizedBatch]) -> Vec<Unit> {
+        let mut out = Vec::new();
+        let mut sync_time = self.position.log_time;
+        for b in chunk {
+            if b.index <= self.position.index {
+                continue;
+            }
+            sync_time = sync_time.max(b.timestamp);
+            let skip = if b.index == self.position.index + 1 {
+                self.position.partial_items as usize
+            } else {
+                0
+            };
+            let first = out.len();
+            match parse_batch(&b.body) {
+                Err(e) => out.push(Unit {
+                    index: b.index,
+                    position: 0,
+                    item: Some(Err(e)),
+                    sync_time,
+                    batch_end: None,
+                }),
+                Ok(items) => {
+                    let n = items.len();
+                    for (pos, item) in items.into_iter().enumerate().skip(skip) {
+                        out.push(Unit {
+                            index: b.index,
+                            position: pos as u32,
+                            item: Some(item),
+                            sync_time,
+                            batch_end: None,
+                        });
+                    }
+                    if out.len() == first {
+                        // An empty batch (a heartbeat), or one whose items were all
+                        // applied before the cursor moved past it: only its end.
+                        out.push(Unit {
+                            index: b.index,
+                            position: n as u32,
+                            item: None,
+                            sync_time,
+                            batch_end: None,
+                        });
+                    }
+                }
+            }
+            if let Some(last) = out.last_mut() {
+                last.batch_end = Some(b.chaining_hash.clone());
+            }
+        }
+        out
+    }
+
     /// Verifies and applies one chunk of finalized batches (which must follow the
-    /// replica's cursor), committing it in one transaction.
+    /// replica's cursor), committing in transactions of bounded size.
     pub async fn apply_chunk(
         &mut self,
         chunk: &[FinalizedBatch],
-    ) -> Result<(Position, ChunkReport), crate::store::StoreError> {
-        let Some(last) = chunk.last() else {
-            return Ok((self.store.position().await?, ChunkReport::default()));
-        };
+    ) -> Result<(Position, ChunkReport), StoreError> {
         let mut report = ChunkReport {
             batches: chunk.len(),
             ..Default::default()
         };
-        // Parse; structural failures are dropped here.
-        let mut candidates: Vec<(u64, u32, Event, i64)> = Vec::new();
-        for b in chunk {
-            match parse_batch(&b.body) {
-                Err(e) => {
-                    reject(b.index, None, &e);
-                    report.rejected += 1;
+        let units = self.units(chunk);
+        if units.is_empty() {
+            return Ok((self.position.clone(), report));
+        }
+        let mut iter = units.into_iter().peekable();
+        while iter.peek().is_some() {
+            let slice: Vec<Unit> = iter.by_ref().take(MAX_ITEMS_PER_TRANSACTION).collect();
+            self.apply_slice(slice, &mut report).await?;
+            report.transactions += 1;
+        }
+        self.status.sync_seen();
+        Ok((self.position.clone(), report))
+    }
+
+    async fn apply_slice(
+        &mut self,
+        slice: Vec<Unit>,
+        report: &mut ChunkReport,
+    ) -> Result<(), StoreError> {
+        let mut rejections = Rejections::default();
+        // Rules 1-3, cheap, before any signature work.
+        let mut candidates: Vec<(usize, Event)> = Vec::new();
+        for (k, u) in slice.iter().enumerate() {
+            let Some(item) = &u.item else { continue };
+            let checked = item.clone().and_then(|ev| {
+                if !self.addresses.contains(&ev.address) {
+                    return Err(EventError::UnknownAddress(ev.address));
                 }
-                Ok(items) => {
-                    for (pos, item) in items.into_iter().enumerate() {
-                        match item.and_then(|ev| {
-                            if self.addresses.contains(&ev.address) {
-                                Ok(ev)
-                            } else {
-                                Err(EventError::UnknownAddress(ev.address))
-                            }
-                        }) {
-                            Ok(ev) => candidates.push((b.index, pos as u32, ev, b.timestamp)),
-                            Err(e) => {
-                                reject(b.index, Some(pos), &e);
-                                report.rejected += 1;
-                            }
-                        }
-                    }
+                self.window.check(ev.timestamp, u.sync_time)?;
+                Ok(ev)
+            });
+            match checked {
+                Ok(ev) => candidates.push((k, ev)),
+                Err(e) => {
+                    rejections.add(u.index, &e);
+                    report.rejected += 1;
                 }
             }
         }
-        // Verify every signature of the chunk in one batch (off the async threads).
+        // Rule 4: every signature of the slice in one batch, off the async threads.
         let monitors = self.monitors.clone();
         let (candidates, verdicts) = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&Event> = candidates.iter().map(|c| &c.2).collect();
+            let refs: Vec<&Event> = candidates.iter().map(|c| &c.1).collect();
             let verdicts = monitors.verify_events(&refs);
             (candidates, verdicts)
         })
         .await
-        .expect("verification task");
-        // Apply the rules in sequence order.
+        .map_err(|e| StoreError::Corrupt(format!("verification task failed: {e}")))?;
+        // Rule 5, in sequence order.
         let mut accepted = Vec::new();
         let mut next_states = self.states.clone();
-        for ((zindex, pos, ev, finalized_at), verdict) in candidates.into_iter().zip(verdicts) {
-            let cur = next_states.get(&ev.address).copied().unwrap_or(Transition {
-                state: crate::events::NodeState::Up,
-                timestamp: 0,
-            });
+        for ((k, ev), verdict) in candidates.into_iter().zip(verdicts) {
+            let u = &slice[k];
+            let cur = next_states
+                .get(&ev.address)
+                .copied()
+                .unwrap_or(TargetState::INITIAL);
             let res = verdict.and_then(|()| {
                 if ev.state == cur.state {
                     Err(EventError::RepeatedState {
                         state: ev.state,
                         timestamp: ev.timestamp,
                     })
-                } else if ev.timestamp < cur.timestamp {
+                } else if ev.timestamp < cur.since {
                     Err(EventError::Stale {
                         timestamp: ev.timestamp,
-                        last: cur.timestamp,
+                        last: cur.since,
                     })
                 } else {
                     Ok(())
@@ -146,111 +343,311 @@ impl Replicator {
             });
             match res {
                 Ok(()) => {
-                    next_states.insert(
-                        ev.address.clone(),
-                        Transition {
-                            state: ev.state,
-                            timestamp: ev.timestamp,
-                        },
-                    );
-                    tracing::info!(index = zindex, address = %ev.address, state = %ev.state, timestamp = ev.timestamp, "event applied");
+                    let after = cur.after(ev.state, ev.timestamp);
+                    next_states.insert(ev.address.clone(), after);
+                    tracing::info!(index = u.index, address = %ev.address, state = %ev.state,
+                        timestamp = ev.timestamp, "event applied");
                     accepted.push(Applied {
-                        zellular_index: zindex,
-                        position: pos,
+                        zellular_index: u.index,
+                        position: u.position,
                         event: ev,
-                        finalized_at,
+                        log_time: u.sync_time,
+                        after,
                     });
                 }
+                Err(e) if e.is_duplicate() => {
+                    metrics::event_duplicate();
+                    tracing::debug!(index = u.index, address = %ev.address, state = %ev.state,
+                        "second report of the change in force (no-op)");
+                    report.duplicates += 1;
+                }
                 Err(e) => {
-                    reject(zindex, Some(pos as usize), &e);
+                    rejections.add(u.index, &e);
                     report.rejected += 1;
                 }
             }
         }
-        let position = self
-            .store
-            .apply(&accepted, last.index, &last.chaining_hash)
-            .await?;
+        // The cursor after this slice: the last batch completed, plus how far into
+        // the next one it got.
+        let last = slice.last().expect("a slice is never empty");
+        let cursor = match &last.batch_end {
+            Some(chain) => CursorUpdate {
+                index: last.index,
+                chaining_hash: chain.clone(),
+                partial_items: 0,
+                log_time: last.sync_time,
+            },
+            // A partial batch's sync point counts too: its remaining items carry
+            // timestamps no older than that sync time allows.
+            None => CursorUpdate {
+                index: last.index - 1,
+                chaining_hash: self.chain_before(&slice, last.index),
+                partial_items: last.position + 1,
+                log_time: last.sync_time,
+            },
+        };
+        let position = self.store.apply(&accepted, &cursor).await?;
         self.states = next_states;
-        report.applied = accepted.len();
-        metrics::add("events_applied_total", &[], accepted.len() as u64);
-        metrics::add("batches_applied_total", &[], chunk.len() as u64);
-        Ok((position, report))
+        self.position = position;
+        self.status
+            .applied(self.position.index, self.position.log_time);
+        report.applied += accepted.len();
+        metrics::events_applied(accepted.len() as u64);
+        self.log.report(rejections);
+        Ok(())
+    }
+
+    /// The chaining hash of batch `index - 1`: from the slice if it ended there,
+    /// else the cursor's.
+    fn chain_before(&self, slice: &[Unit], index: u64) -> String {
+        slice
+            .iter()
+            .rev()
+            .find(|u| u.index == index - 1 && u.batch_end.is_some())
+            .and_then(|u| u.batch_end.clone())
+            .unwrap_or_else(|| self.position.chaining_hash.clone())
+    }
+
+    /// Starts the verified stream from the committed cursor, reading ahead into a
+    /// bounded channel.
+    fn spawn_stream(
+        &self,
+    ) -> (
+        JoinHandle<()>,
+        mpsc::Receiver<Result<Vec<FinalizedBatch>, StreamError>>,
+    ) {
+        let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
+        self.status.set_reached_head(false);
+        let mut stream = self
+            .client
+            .finalized_stream(
+                Cursor::at(self.position.index, self.position.chaining_hash.clone()),
+                self.operators.clone(),
+            )
+            .with_status(self.status.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let r = stream.next_chunk().await;
+                let fatal = matches!(&r, Err(e) if e.is_fatal());
+                if tx.send(r).await.is_err() || fatal {
+                    return;
+                }
+            }
+        });
+        (task, rx)
     }
 
     /// Replicates until `stop`. A gateway that fails verification is never trusted:
-    /// nothing it sent is applied, the stream restarts from the persisted cursor at
-    /// the next gateway after a pause.
+    /// nothing it sent is applied; the stream restarts from the committed cursor at
+    /// the next gateway after a pause. A store that cannot write (disk full,
+    /// read-only) makes the replica unready with the reason and is retried with an
+    /// exponential backoff until it can.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut pause = Duration::from_millis(500);
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        let mut cross_checked_at: Option<i64> = None;
         'outer: loop {
-            let pos = match self.store.position().await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the replica cursor");
-                    if sleep_or_stop(&stop, pause).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            tracing::info!(index = pos.index, "replicating from the cursor");
-            let mut stream = self
-                .client
-                .finalized_stream(
-                    Cursor::at(pos.index, pos.chaining_hash),
-                    self.operators.clone(),
-                )
-                .with_caught_up_flag(self.caught_up.clone());
+            if stop.is_cancelled() {
+                return;
+            }
+            tracing::info!(index = self.position.index, partial = self.position.partial_items,
+                gateway = %self.client.current_gateway(), "replicating from the cursor");
+            let (task, mut rx) = self.spawn_stream();
+            let _abort = AbortOnDrop(task);
+            let mut tick = tokio::time::interval(CHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let chunk = tokio::select! {
+                tokio::select! {
                     _ = stop.cancelled() => return,
-                    c = stream.next_chunk() => c,
-                };
-                match chunk {
-                    Ok(chunk) => {
-                        if let Err(e) = self.apply_chunk(&chunk).await {
-                            metrics::inc("replicator_errors_total", &[("kind", "store")]);
-                            tracing::error!(error = %e, "applying a chunk failed; resuming from the cursor");
-                            if let Ok(states) = self.store.states().await {
-                                self.states = states;
-                            }
-                            if sleep_or_stop(&stop, pause).await {
-                                return;
-                            }
+                    _ = tick.tick() => {
+                        let stale = self.status.check().is_err();
+                        if !stale {
+                            cross_checked_at = None;
+                            continue;
+                        }
+                        // Stale: is another gateway ahead of ours? Asked once per
+                        // freshness bound while the episode lasts.
+                        let now = self.status.clock().now();
+                        if cross_checked_at.is_some_and(|t| now - t < self.status.bound()) {
+                            continue;
+                        }
+                        let first = cross_checked_at.is_none();
+                        cross_checked_at = Some(now);
+                        if self.cross_check(first).await {
                             continue 'outer;
                         }
-                        pause = Duration::from_millis(500);
                     }
-                    Err(e) if e.is_fatal() => {
-                        metrics::inc("replicator_errors_total", &[("kind", "integrity")]);
-                        tracing::error!(error = %e, "gateway failed verification; nothing from it is applied");
-                        self.client.rotate_gateway();
-                        pause = (pause * 2).min(Duration::from_secs(30));
-                        if sleep_or_stop(&stop, pause).await {
-                            return;
-                        }
-                        continue 'outer;
-                    }
-                    Err(e) => {
-                        metrics::inc("replicator_errors_total", &[("kind", "transient")]);
-                        tracing::warn!(error = %e, "sequencer unavailable; retrying");
-                        if sleep_or_stop(&stop, Duration::from_secs(1)).await {
-                            return;
-                        }
-                        if matches!(
-                            e,
-                            StreamError::Unproven { .. } | StreamError::OperatorSet { .. }
-                        ) {
-                            // This gateway's answers cannot be proven: try the next
-                            // one, from the persisted cursor.
-                            self.client.rotate_gateway();
-                            continue 'outer;
+                    msg = rx.recv() => {
+                        let Some(msg) = msg else { continue 'outer };
+                        match msg {
+                            Ok(chunk) => match self.apply_chunk(&chunk).await {
+                                Ok(_) => {
+                                    if backoff.reset() {
+                                        self.status.set_fault(None);
+                                        tracing::info!("the replica is writable again");
+                                    }
+                                }
+                                Err(e) => {
+                                    self.store_failed(&e, &mut backoff, &stop).await;
+                                    continue 'outer;
+                                }
+                            },
+                            Err(e) => {
+                                if self.stream_failed(&e, &mut backoff, &stop).await {
+                                    return;
+                                }
+                                continue 'outer;
+                            }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// After a failed write: report, reload the mirror from the store, back off.
+    async fn store_failed(
+        &mut self,
+        e: &StoreError,
+        backoff: &mut Backoff,
+        stop: &CancellationToken,
+    ) {
+        metrics::replicator_error("store");
+        let delay = backoff.next();
+        let why = format!("the replica cannot be written ({e}); retrying in {delay:?}");
+        if backoff.attempts() == 1 || e.is_persistent() {
+            tracing::error!(error = %e, retry_in = ?delay, "applying finalized batches failed");
+        }
+        self.status.set_fault(Some(why));
+        if let (Ok(states), Ok(pos)) = (self.store.states().await, self.store.position().await) {
+            self.states = states;
+            self.position = pos;
+        }
+        sleep_or_stop(stop, delay).await;
+    }
+
+    /// After a stream error: true if the node must stop.
+    async fn stream_failed(
+        &mut self,
+        e: &StreamError,
+        backoff: &mut Backoff,
+        stop: &CancellationToken,
+    ) -> bool {
+        if let Some(why) = e.unknown_app() {
+            metrics::replicator_error("unknown_app");
+            let msg = format!(
+                "the sequencer does not know the Zellular app {:?} ({why}): check zellular.app",
+                self.client.config().app
+            );
+            if self.status.fault().as_deref() != Some(msg.as_str()) {
+                tracing::error!("{msg}");
+            }
+            self.status.set_fault(Some(msg));
+            return sleep_or_stop(stop, backoff.next()).await;
+        }
+        if e.is_fatal() {
+            metrics::replicator_error("integrity");
+            tracing::error!(error = %e, gateway = %self.client.current_gateway(),
+                "gateway failed verification; nothing from it is applied");
+            self.client.rotate_gateway();
+            return sleep_or_stop(stop, backoff.next()).await;
+        }
+        metrics::replicator_error("transient");
+        tracing::warn!(error = %e, "sequencer unavailable; retrying");
+        if matches!(
+            e,
+            StreamError::Unproven { .. } | StreamError::OperatorSet { .. }
+        ) {
+            // This gateway's answers cannot be proven: try the next one.
+            self.client.rotate_gateway();
+        }
+        sleep_or_stop(stop, Duration::from_secs(1)).await
+    }
+
+    /// Asks every gateway for its verified `finalized/last`; if one is ahead of
+    /// this replica and of the current gateway, switches to it. True if switched.
+    async fn cross_check(&mut self, log_it: bool) -> bool {
+        let gateways = self.client.config().gateways.clone();
+        if gateways.len() < 2 {
+            return false;
+        }
+        let current = self.client.current_index();
+        let mut heads: Vec<(usize, Option<u64>)> = Vec::new();
+        for (i, gateway) in gateways.iter().enumerate() {
+            match self.client.last_finalized_at(i, &self.operators).await {
+                Ok(last) => heads.push((i, Some(last.map_or(0, |b| b.index)))),
+                Err(e) => {
+                    tracing::debug!(%gateway, error = %e, "gateway head unavailable");
+                    heads.push((i, None));
+                }
+            }
+        }
+        let ours = heads.iter().find(|(i, _)| *i == current).and_then(|h| h.1);
+        let Some(&(best, Some(best_index))) = heads
+            .iter()
+            .filter(|(_, h)| h.is_some())
+            .max_by_key(|(i, h)| (*h, *i == current))
+        else {
+            return false;
+        };
+        if best == current || best_index <= self.position.index || Some(best_index) <= ours {
+            if log_it {
+                tracing::warn!(
+                    applied = self.position.index,
+                    ?heads,
+                    "replica is stale and no gateway is ahead of it"
+                );
+            }
+            return false;
+        }
+        metrics::gateway_switch("behind");
+        tracing::warn!(from = %gateways[current], to = %gateways[best], ours = ?ours, theirs = best_index,
+            applied = self.position.index, "gateway is behind another one; switching");
+        self.client.use_gateway(best);
+        true
+    }
+}
+
+/// Exponential backoff with a cap.
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+    attempts: u32,
+}
+
+impl Backoff {
+    fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            next: initial,
+            attempts: 0,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        self.attempts += 1;
+        d
+    }
+
+    fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Back to the start; true if there had been failures.
+    fn reset(&mut self) -> bool {
+        self.next = self.initial;
+        std::mem::take(&mut self.attempts) > 0
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::answers::AggregateDowntime;
 use crate::config::{load_reference_nodes, Threshold};
 use crate::events::{downtime_message, Event, MonitorSet};
-use crate::http::AggregateDowntime;
 
 /// The outcome of a check that could read its input.
 #[derive(Debug)]

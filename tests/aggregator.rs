@@ -23,6 +23,8 @@ fn fast(cfg: &mut NodeConfig) {
     cfg.aggregation.start_jitter_ms = 100;
     cfg.aggregation.reconcile_interval_ms = 200;
     cfg.aggregation.confirm_timeout_ms = 5_000;
+    cfg.aggregation.rank_step_ms = 300;
+    cfg.aggregation.roles_refresh_ms = 1_000;
 }
 
 async fn state_everywhere(c: &Cluster, target: usize, want: &str) {
@@ -30,19 +32,14 @@ async fn state_everywhere(c: &Cluster, target: usize, want: &str) {
         eventually(
             20,
             &format!("node {i} sees target {target} {want}"),
-            || async move { c.get(i, "/v1/targets").await.1[target]["state"] == want },
+            || async move { c.items(i, "/v1/targets").await[target]["state"] == want },
         )
         .await;
     }
 }
 
 async fn events_of(c: &Cluster, i: usize, address: &str) -> Vec<Value> {
-    c.get(i, &format!("/v1/events?address={address}"))
-        .await
-        .1
-        .as_array()
-        .unwrap()
-        .clone()
+    c.items(i, &format!("/v1/events?address={address}")).await
 }
 
 fn monitor_key(c: &Cluster, id: &str) -> PublicKey {
@@ -129,8 +126,10 @@ async fn an_outage_is_detected_proven_replicated_and_answered() {
         items.push(json!({"kind": "event", "message": msg, "public_keys": keys, "signature": e["aggregated_signature"]}));
     }
 
-    // /downtime answers agree on every replica; /aggregate_downtime gives a proof.
-    let to = first[1]["timestamp"].as_i64().unwrap() + 10;
+    // /downtime answers agree on every replica; /aggregate_downtime gives a proof,
+    // once the window is settled everywhere.
+    let to = first[1]["timestamp"].as_i64().unwrap() + 1;
+    c.settled_until(to).await;
     let q = format!("address={a}&from_timestamp=0&to_timestamp={to}");
     let mut seconds = Vec::new();
     for i in 0..4 {
@@ -160,7 +159,7 @@ async fn an_outage_is_detected_proven_replicated_and_answered() {
     items.push(json!({"kind": "aggregate_downtime", "message": msg, "public_keys": keys, "signature": agg["aggregated_signature"]}));
 
     // A /state attestation.
-    let now = livenessd::prober::now_secs();
+    let now = c.clock.now();
     let (_, st) = c
         .get(2, &format!("/state?address={a}&timestamp={now}"))
         .await;
@@ -247,18 +246,20 @@ async fn a_target_unreachable_from_one_node_is_never_marked_down() {
     )
     .await;
     c.settle().await;
-    let before = livenessd::metrics::get("aggregator_no_quorum_total", &[]);
+    let no_quorum =
+        || livenessd::metrics::sample("livenessd_aggregator_no_quorum_total", &[]).unwrap_or(0.0);
+    let before = no_quorum();
     // Node 1 sees the target down...
     eventually(10, "node 1 suspects the target", || async {
-        c.get(0, "/v1/targets").await.1[0]["local"]["state"] == "down"
+        c.items(0, "/v1/targets").await[0]["local"]["state"] == "down"
     })
     .await;
     // ...and keeps failing to find a quorum, for many probe intervals.
     tokio::time::sleep(Duration::from_millis(INTERVAL_MS * 15)).await;
-    assert!(livenessd::metrics::get("aggregator_no_quorum_total", &[]) > before);
+    assert!(no_quorum() > before);
     c.settle().await;
     for i in 0..4 {
-        assert_eq!(c.get(i, "/v1/targets").await.1[0]["state"], "up");
+        assert_eq!(c.items(i, "/v1/targets").await[0]["state"], "up");
         assert_eq!(c.position(i).await["events_count"], 0);
     }
 }

@@ -166,7 +166,7 @@ fn devnet_control_and_clean_ctrl_c() {
         .success());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if get(&format!("{node}/v1/targets")).is_some_and(|v| v[0]["state"] == "down") {
+        if get(&format!("{node}/v1/targets")).is_some_and(|v| v["items"][0]["state"] == "down") {
             break;
         }
         assert!(Instant::now() < deadline, "target never went down");

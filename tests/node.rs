@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::cluster::{node_url, Cluster};
+use common::cluster::{node_url, Cluster, T0};
 use common::*;
 use livenessd::config::NodeConfig;
 use livenessd::crypto::bls::{PublicKey, Signature};
@@ -15,51 +15,72 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 /// Every kind of bad event, in the order the test submits them.
-const REJECTIONS: [&str; 9] = [
+const REJECTIONS: [&str; 11] = [
     "bad_signature",
     "too_few_signers",
     "unknown_nonsigner",
     "stale_timestamp",
-    "repeated_state",
     "malformed_batch",
     "malformed_event",
     "unknown_address",
     "duplicate_nonsigner",
+    "too_old",
+    "from_future",
+    "bad_signature_encoding",
 ];
 
-fn rejection_counts() -> Vec<u64> {
+fn rejection_counts() -> Vec<f64> {
     REJECTIONS
         .iter()
-        .map(|r| livenessd::metrics::get("events_rejected_total", &[("reason", r)]))
+        .map(|r| {
+            livenessd::metrics::sample("livenessd_events_rejected_total", &[("reason", r)])
+                .unwrap_or(0.0)
+        })
         .collect()
+}
+
+fn duplicates() -> f64 {
+    livenessd::metrics::sample("livenessd_events_duplicate_total", &[]).unwrap_or(0.0)
+}
+
+fn epochs_of_1000_s_from_t0_minus_1000(_: usize, cfg: &mut NodeConfig) {
+    cfg.epoch.genesis = T0 - 1_000;
+    cfg.epoch.length_secs = 1_000;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
-    let c = Cluster::start(3, 2).await;
+    let c = Cluster::start_manual(3, 2, Box::new(epochs_of_1000_s_from_t0_minus_1000)).await;
     let [n1, n2, n3] = [&c.ids[0], &c.ids[1], &c.ids[2]];
     let (a0, a1) = (Cluster::address(0), Cluster::address(1));
     let before = rejection_counts();
+    let dups = duplicates();
 
     // Good: a0 down (all sign), a1 down (Node3 does not sign: 2/3 reaches the threshold).
-    let good1 = signed_event(&[n1, n2, n3], &[], &a0, "down", 1_000);
-    let good2 = signed_event(&[n1, n2], &["Node3"], &a1, "down", 1_005);
+    let good1 = signed_event(&[n1, n2, n3], &[], &a0, "down", T0 - 100);
+    let good2 = signed_event(&[n1, n2], &["Node3"], &a1, "down", T0 - 95);
     c.submit(&json!([good1, good2]).to_string()).await;
     // Bad, each kind once.
-    let mut forged = signed_event(&[n1, n2, n3], &[], &a0, "up", 1_010);
-    forged["timestamp"] = json!(1_011); // the signature covers 1010
-    let too_few = signed_event(&[n1], &["Node2", "Node3"], &a0, "up", 1_012);
-    let unknown_ns = signed_event(&[n1, n2, n3], &["Node9"], &a0, "up", 1_013);
-    let dup_ns = signed_event(&[n1], &["Node2", "Node2"], &a0, "up", 1_014);
-    let repeated = signed_event(&[n1, n2, n3], &[], &a0, "down", 1_015);
-    let unknown_addr = signed_event(&[n1, n2, n3], &[], "0xSomeoneElse", "down", 1_016);
-    c.submit(&json!([forged, too_few, unknown_ns, dup_ns, repeated, unknown_addr, {"address": "0xNode0"}]).to_string())
+    let mut forged = signed_event(&[n1, n2, n3], &[], &a0, "up", T0 - 90);
+    forged["timestamp"] = json!(T0 - 89); // the signature covers T0 - 90
+    let too_few = signed_event(&[n1], &["Node2", "Node3"], &a0, "up", T0 - 88);
+    let unknown_ns = signed_event(&[n1, n2, n3], &["Node9"], &a0, "up", T0 - 87);
+    let dup_ns = signed_event(&[n1], &["Node2", "Node2"], &a0, "up", T0 - 86);
+    let repeated = signed_event(&[n1, n2, n3], &[], &a0, "down", T0 - 85);
+    let unknown_addr = signed_event(&[n1, n2, n3], &[], "0xSomeoneElse", "down", T0 - 84);
+    // Older than max_event_age before its sync point, and later than the drift after it.
+    let too_old = signed_event(&[n1, n2, n3], &[], &a0, "up", T0 - 121);
+    let from_future = signed_event(&[n1, n2, n3], &[], &a0, "up", T0 + 11);
+    let mut garbled = signed_event(&[n1, n2, n3], &[], &a0, "up", T0 - 83);
+    garbled["aggregated_signature"] = json!("zz");
+    c.submit(&json!([forged, too_few, unknown_ns, dup_ns, repeated, unknown_addr, {"address": "0xNode0"},
+                     too_old, from_future, garbled]).to_string())
         .await;
     c.submit("this is not json").await;
     c.submit(r#"{"not": "an array"}"#).await;
     // Good again: a0 up, then a stale down for a0 (older than its up).
-    let good3 = signed_event(&[n1, n2, n3], &[], &a0, "up", 1_100);
-    let stale = signed_event(&[n1, n2, n3], &[], &a0, "down", 1_050);
+    let good3 = signed_event(&[n1, n2, n3], &[], &a0, "up", T0);
+    let stale = signed_event(&[n1, n2, n3], &[], &a0, "down", T0 - 50);
     c.submit(&json!([good3, stale]).to_string()).await;
     c.settle().await;
 
@@ -69,43 +90,55 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
         p.push(c.position(i).await);
     }
     assert_eq!(p[0]["events_count"], 3, "{p:?}");
+    assert_eq!(p[0]["log_time"], T0);
     for x in &p[1..] {
         assert_eq!(x["events_digest"], p[0]["events_digest"]);
         assert_eq!(x["index"], p[0]["index"]);
         assert_eq!(x["chaining_hash"], p[0]["chaining_hash"]);
     }
-    // Each bad kind was counted (three replicas in this process: at least 3 each).
+    // Each bad kind was counted (three replicas in this process: at least 3 each),
+    // and the repeated state as a duplicate, not a rejection.
     let after = rejection_counts();
     for (k, (b, a)) in before.iter().zip(&after).enumerate() {
-        let min = if k == 5 { 6 } else { 3 };
+        let min = if REJECTIONS[k] == "malformed_batch" {
+            6.0
+        } else {
+            3.0
+        };
         assert!(a - b >= min, "{}: {b} -> {a}", REJECTIONS[k]);
     }
+    assert!(duplicates() - dups >= 3.0);
     // Current states.
-    let (_, targets) = c.get(1, "/v1/targets").await;
+    let targets = c.items(1, "/v1/targets").await;
     assert_eq!(targets[0]["state"], "up");
-    assert_eq!(targets[0]["since"], 1_100);
+    assert_eq!(targets[0]["since"], T0);
     assert_eq!(targets[1]["state"], "down");
-    assert_eq!(targets[1]["since"], 1_005);
+    assert_eq!(targets[1]["since"], T0 - 95);
 
-    // Downtime answers, signed.
-    let (status, d) = c
-        .get(
-            2,
-            &format!("/downtime?address={a0}&from_timestamp=0&to_timestamp=2000"),
-        )
-        .await;
-    assert_eq!(status, 200);
+    // Signed answers wait for settled history: `log_time` is T0, so nothing after
+    // T0 - 120 is settled yet.
+    let q = format!(
+        "/downtime?address={a0}&from_timestamp=0&to_timestamp={}",
+        T0 + 100
+    );
+    let (status, body) = c.get(2, &q).await;
+    assert_eq!(status, 425, "{body}");
+    assert_eq!(body["settled_until"], T0 - 120);
+    c.advance(300).await;
+    let (status, d) = c.get(2, &q).await;
+    assert_eq!(status, 200, "{d}");
     assert_eq!(d["total_downtime_seconds"], 100);
-    let msg = format!("Address: {a0}, Downtime: 100, From: 0, To: 2000");
+    let msg = format!("Address: {a0}, Downtime: 100, From: 0, To: {}", T0 + 100);
     let sig = Signature::from_hex(d["signature"].as_str().unwrap()).unwrap();
     assert!(sig.verify(&n3.sk.public_key(), msg.as_bytes()));
     // The interval table and the epoch summary agree.
-    let (_, iv) = c
-        .get(0, &format!("/v1/intervals?address={a0}&from=0&to=2000"))
+    let iv = c
+        .items(
+            0,
+            &format!("/v1/intervals?address={a0}&from=0&to={}", T0 + 100),
+        )
         .await;
     let rows: Vec<(String, i64, Option<i64>)> = iv
-        .as_array()
-        .unwrap()
         .iter()
         .map(|r| {
             (
@@ -118,38 +151,38 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
     assert_eq!(
         rows,
         vec![
-            ("up".into(), 0, Some(1_000)),
-            ("down".into(), 1_000, Some(1_100)),
-            ("up".into(), 1_100, None)
+            ("up".into(), 0, Some(T0 - 100)),
+            ("down".into(), T0 - 100, Some(T0)),
+            ("up".into(), T0, None)
         ]
     );
 
-    // Epoch 0 is [0, 86400): one outage of 100 s.
-    let (_, ep) = c.get(1, &format!("/v1/epochs/0?address={a0}")).await;
+    // Epoch 0 is [T0 - 1000, T0): one outage of 100 s (the up at T0 is epoch 1's).
+    let ep = c.items(1, &format!("/v1/epochs/0?address={a0}")).await;
     assert_eq!(ep[0]["downtime_seconds"], 100);
     assert_eq!(ep[0]["outages"], 1);
-    assert_eq!(ep[0]["end"], 86_400);
-    assert!((ep[0]["uptime_percent"].as_f64().unwrap() - 100.0 * 86_300.0 / 86_400.0).abs() < 1e-9);
-    let (_, ep) = c.get(1, &format!("/v1/epochs/0?address={a1}")).await;
+    assert_eq!(ep[0]["end"], T0);
+    let ep = c.items(1, &format!("/v1/epochs/0?address={a1}")).await;
     assert_eq!(
         (
             ep[0]["downtime_seconds"].as_i64(),
             ep[0]["outages"].as_u64()
         ),
-        (Some(86_400 - 1_005), Some(1))
+        (Some(95), Some(1))
     );
-    let (_, ep) = c.get(1, &format!("/v1/epochs/1?address={a1}")).await;
+    let ep = c.items(1, &format!("/v1/epochs/1?address={a1}")).await;
     assert_eq!(
         ep[0]["outages"], 1,
         "an outage running into the epoch counts"
     );
+    assert_eq!(
+        ep[0]["downtime_seconds"], 300,
+        "up to now in the current epoch"
+    );
 
     // An aggregate proof from a quorum of the replicas verifies as a third party would.
     let (status, agg) = c
-        .get(
-            0,
-            &format!("/aggregate_downtime?address={a0}&from_timestamp=0&to_timestamp=2000"),
-        )
+        .get(0, &q.replace("/downtime", "/aggregate_downtime"))
         .await;
     assert_eq!(status, 200, "{agg}");
     assert_eq!(agg["non_signing_nodes"], json!([]));
@@ -186,9 +219,9 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_resumes_at_its_cursor_without_gaps_or_duplicates() {
-    let mut c = Cluster::start(3, 1).await;
+    let mut c = Cluster::start_manual(3, 1, Box::new(|_, _| {})).await;
     let a = Cluster::address(0);
-    // Alternating transitions of one address, 10 s apart.
+    // Alternating transitions of one address, 2 s apart.
     let batches: Vec<String> = {
         let ids: Vec<&Identity> = c.ids.iter().collect();
         (0..40)
@@ -198,7 +231,7 @@ async fn a_restarted_node_resumes_at_its_cursor_without_gaps_or_duplicates() {
                     &[],
                     &a,
                     ["down", "up"][k % 2],
-                    10_000 + 10 * k as i64
+                    T0 - 100 + 2 * k as i64
                 )])
                 .to_string()
             })
@@ -218,11 +251,15 @@ async fn a_restarted_node_resumes_at_its_cursor_without_gaps_or_duplicates() {
     let p0 = c.position(0).await;
     let p2 = c.position(2).await;
     assert_eq!(p0["events_count"], 40);
-    assert_eq!(
-        p2,
-        json!({"node_id": "Node3", "index": p0["index"], "chaining_hash": p0["chaining_hash"],
-                          "events_digest": p0["events_digest"], "events_count": 40})
-    );
+    for k in [
+        "index",
+        "chaining_hash",
+        "events_digest",
+        "events_count",
+        "log_time",
+    ] {
+        assert_eq!(p2[k], p0[k], "{k}");
+    }
     // /ready says so.
     eventually(10, "node 3 ready", || async {
         c.get(2, "/ready").await.0 == 200
@@ -232,9 +269,9 @@ async fn a_restarted_node_resumes_at_its_cursor_without_gaps_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_attestations_are_fresh_signed_probes() {
-    let mut c = Cluster::start(2, 1).await;
+    let mut c = Cluster::start_manual(2, 1, Box::new(|_, _| {})).await;
     let a = Cluster::address(0);
-    let now = livenessd::prober::now_secs();
+    let now = c.clock.now();
     let (status, att) = c
         .get(0, &format!("/state?address={a}&timestamp={now}"))
         .await;
@@ -254,6 +291,7 @@ async fn state_attestations_are_fresh_signed_probes() {
         .get(1, &format!("/state?address={a}&timestamp={now}"))
         .await;
     assert_eq!(att["state"], "up", "206 is up (degraded)");
+    c.targets[0].set(200);
     // Drift and unknown addresses.
     let (status, body) = c
         .get(0, &format!("/state?address={a}&timestamp={}", now - 60))
@@ -287,7 +325,15 @@ async fn state_attestations_are_fresh_signed_probes() {
             .0,
         400
     );
-    // Downtime is signed for the past only.
+    // Nothing is signed before the replica has a sync point (stale: 503)...
+    let q = format!("/downtime?address={a}&from_timestamp=0&to_timestamp=10");
+    let (status, body) = c.get(0, &q).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("stale"), "{body}");
+    c.submit("[]").await;
+    c.settle().await;
+    assert_eq!(c.get(0, &q).await.0, 200);
+    // ...and nothing about the future or unsettled history (425, with the watermark).
     let (status, body) = c
         .get(
             0,
@@ -297,18 +343,22 @@ async fn state_attestations_are_fresh_signed_probes() {
             ),
         )
         .await;
-    assert_eq!(
-        (status, body["detail"].as_str()),
-        (400, Some("to_timestamp is in the future"))
+    assert_eq!(status, 425, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("in the future"),
+        "{body}"
     );
-    // The local view follows the damped probes.
+    assert_eq!(body["settled_until"], now - 120);
+    // The local view follows the damped probes, and says why.
     c.targets[0].set(500);
     eventually(10, "local view down", || async {
-        c.get(0, "/v1/targets").await.1[0]["local"]["state"] == "down"
+        c.items(0, "/v1/targets").await[0]["local"]["state"] == "down"
     })
     .await;
+    let t = &c.items(0, "/v1/targets").await[0];
+    assert_eq!(t["local"]["last_failure"]["text"], "HTTP 500", "{t}");
     // Without a quorum of equal signed answers there is no proof: 424.
-    let q = format!("/aggregate_downtime?address={a}&from_timestamp=0&to_timestamp=10");
+    let q = q.replace("/downtime", "/aggregate_downtime");
     assert_eq!(c.get(0, &q).await.0, 200, "both nodes answer");
     c.stop_node(1).await;
     let (status, body) = c.get(0, &q).await;
@@ -353,7 +403,11 @@ async fn an_event_made_by_the_reference_node_is_verified_and_applied() {
     let ts: i64 = text.rsplit(' ').next().unwrap().parse().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let (_seq, seq_srv) = start_devseq(devseq_config(&dir.path().join("seq")), any_port()).await;
+    // The sequencer's (and the node's) time: just after the blspy event's.
+    let clock = livenessd::clock::Clock::manual(ts + 5);
+    let mut sc = devseq_config(&dir.path().join("seq"));
+    sc.clock = clock.clone();
+    let (_seq, seq_srv) = start_devseq(sc, any_port()).await;
     let target = FakeTarget::start();
     let node_listener = bind(any_port());
     let node_addr = node_listener.local_addr().unwrap();
@@ -409,7 +463,7 @@ poll_max_ms = 50
     )
     .unwrap();
     let cfg = NodeConfig::load(Some(&cfg_path), &Default::default()).unwrap();
-    let node = Node::open(cfg).await.unwrap();
+    let node = Node::open_with_clock(cfg, clock.clone()).await.unwrap();
     let stop = CancellationToken::new();
     let listener = node_listener;
     let t = stop.clone();
@@ -438,10 +492,18 @@ poll_max_ms = 50
     ]);
     let client = Client::new(ClientConfig::new("livenessd", vec![seq_srv.url.clone()]));
     client.submit(&events.to_string()).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = livenessd::http_client::builder().build().unwrap();
     eventually(20, "both events applied", || async {
         let p = get_json(&http, &format!("{}/v1/position", node_url(node_addr))).await;
         p["events_count"] == 2
+    })
+    .await;
+    // Two minutes later (a heartbeat moves log_time), the window is settled.
+    clock.advance(200);
+    client.submit("[]").await.unwrap();
+    eventually(20, "settled", || async {
+        let r = get_json(&http, &format!("{}/ready", node_url(node_addr))).await;
+        r["settled_until"].as_i64().is_some_and(|s| s >= ts)
     })
     .await;
     let url = format!(

@@ -274,7 +274,7 @@ impl Proxy {
             upstream: upstream.to_owned(),
             tamper,
             count: Arc::new(Mutex::new(0)),
-            http: reqwest::Client::new(),
+            http: livenessd::http_client::builder().build().unwrap(),
         };
         let srv = serve_router(Router::new().fallback(forward).with_state(state));
         Proxy {
@@ -519,7 +519,7 @@ async fn reference_shapes_and_status_codes() {
     let mut cfg = devseq_config(dir.path());
     cfg.apps = vec!["simple_app".into()];
     let (_seq, srv) = start_devseq(cfg, any_port()).await;
-    let http = reqwest::Client::new();
+    let http = livenessd::http_client::builder().build().unwrap();
     let get = |path: &str| http.get(format!("{}{path}", srv.url)).send();
     let check = |resp: reqwest::Response, file: &'static str| async move {
         let index: Value = vector("zsequencer_responses/index.json");

@@ -69,6 +69,8 @@ pub struct DevSeqConfig {
     pub max_response_batches: u32,
     /// ...and about this many bytes of them (a reader loops, as with zsequencer).
     pub max_response_bytes: usize,
+    /// The time of day for finality timestamps (a manual clock in tests).
+    pub clock: crate::clock::Clock,
 }
 
 impl DevSeqConfig {
@@ -85,6 +87,7 @@ impl DevSeqConfig {
             max_batch_bytes: 1 << 20,
             max_response_batches: 10_000,
             max_response_bytes: 4 << 20,
+            clock: crate::clock::Clock::system(),
         }
     }
 }
@@ -187,13 +190,6 @@ fn load_or_create_keys(dir: &Path, wanted: usize) -> Result<Vec<DevKey>, DevSeqE
             sk,
         })
         .collect())
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn valid_app_name(app: &str) -> bool {
@@ -320,6 +316,12 @@ impl DevSequencer {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
+        // A batch acknowledged before a crash (appended, not yet finalized) is
+        // finalized now, not when the next batch happens to arrive.
+        if let Err(e) = self.finalize_all().await {
+            metrics::devseq_error("finalize");
+            tracing::error!(error = %e, "finalizing the batches left from before the restart failed");
+        }
         let finalizer = (!self.inner.cfg.finalize_interval.is_zero()).then(|| {
             let seq = self.clone();
             let stop = shutdown.clone();
@@ -359,7 +361,7 @@ impl DevSequencer {
                 _ = tokio::time::sleep(interval) => {}
             }
             if let Err(e) = self.finalize_all().await {
-                metrics::inc("devseq_errors_total", &[("op", "finalize")]);
+                metrics::devseq_error("finalize");
                 tracing::error!(error = %e, "finalization failed");
             }
         }
@@ -379,7 +381,12 @@ impl DevSequencer {
         if head.last_index <= head.last_finalized_index {
             return Ok(());
         }
-        let timestamp = now_secs().max(head.last_finalized_timestamp);
+        let timestamp = self
+            .inner
+            .cfg
+            .clock
+            .now()
+            .max(head.last_finalized_timestamp);
         let msg = FinalityMessage {
             app_name: &head.app,
             chaining_hash: &head.last_chain,
@@ -401,7 +408,7 @@ impl DevSequencer {
         self.inner.store.finalize(&head.app, &f).await?;
         head.last_finalized_index = f.index;
         head.last_finalized_timestamp = timestamp;
-        metrics::inc("devseq_finalizations_total", &[]);
+        metrics::devseq_finalization();
         Ok(())
     }
 
@@ -451,7 +458,7 @@ impl ApiError {
 
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "dev sequencer internal error");
-        metrics::inc("devseq_errors_total", &[("op", "request")]);
+        metrics::devseq_error("request");
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "InternalServerError",
@@ -476,7 +483,7 @@ fn success<T: Serialize>(data: T) -> Response {
 async fn check_version(headers: HeaderMap, req: Request, next: Next) -> Response {
     if let Some(v) = headers.get("version") {
         if v.as_bytes() != PROTOCOL_VERSION.as_bytes() {
-            metrics::inc("devseq_rejected_total", &[("reason", "version")]);
+            metrics::devseq_rejected("version");
             return ApiError::bad_request(
                 "InvalidNodeVersionError",
                 "Invalid node version. Please get the latest version of node.",
@@ -499,7 +506,7 @@ async fn put_batch(
         } else {
             "body"
         };
-        metrics::inc("devseq_rejected_total", &[("reason", reason)]);
+        metrics::devseq_rejected(reason);
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
             format!(
                 "Batch is larger than {} bytes.",
@@ -519,7 +526,7 @@ async fn put_batch(
         }
     })?;
     if body.is_empty() {
-        metrics::inc("devseq_rejected_total", &[("reason", "empty")]);
+        metrics::devseq_rejected("empty");
         return Err(ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "InvalidRequestError",
@@ -537,16 +544,16 @@ async fn put_batch(
         let chain = chain::next(&head.last_chain, &body);
         s2.inner
             .store
-            .append(&app, index, &body, &chain, now_secs())
+            .append(&app, index, &body, &chain, s2.inner.cfg.clock.now())
             .await?;
         head.last_index = index;
         head.last_chain = chain;
-        metrics::inc("devseq_batches_total", &[]);
+        metrics::devseq_batch();
         if s2.inner.cfg.finalize_interval.is_zero() {
             // The batch is in the log either way; a failed finalization is retried
             // with the next batch, so the client must not resend it.
             if let Err(e) = s2.finalize_head(&mut head).await {
-                metrics::inc("devseq_errors_total", &[("op", "finalize")]);
+                metrics::devseq_error("finalize");
                 tracing::error!(error = %e, "finalization failed");
             }
         } else {
@@ -602,7 +609,7 @@ async fn get_batches(
     let after = match parse_after(&q) {
         Ok(a) => a,
         Err(detail) => {
-            metrics::inc("devseq_rejected_total", &[("reason", "after")]);
+            metrics::devseq_rejected("after");
             return Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Json(json!({ "detail": detail })),

@@ -1,111 +1,278 @@
-//! A monitoring node's replica: applied events, current states, the Zellular cursor.
+//! A monitoring node's replica: applied events with their running totals, current
+//! states, the Zellular cursor and the replica's clock (`log_time`).
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
-use super::{open_pool, StoreError};
+use super::{open_pool, DbLock, StoreError};
 use crate::events::{Event, NodeState};
 use crate::zellular::chain::xxh128_hex;
 
 /// The replica's position: how far it has applied, and a digest of what.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Position {
-    /// Last applied Zellular index.
+    /// Last Zellular index applied in full.
     pub index: u64,
     pub chaining_hash: String,
+    /// Items of batch `index + 1` already applied (a large batch spans transactions).
+    pub partial_items: u32,
+    /// The newest sync-point timestamp applied: the replica's clock.
+    pub log_time: i64,
     /// `d_n = xxh128(d_{n-1} ‖ line(event_n))` over every applied event.
     pub events_digest: String,
     pub events_count: u64,
 }
 
-/// An event accepted for application, with where it came from.
+/// A target's replicated state with its running totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetState {
+    pub state: NodeState,
+    /// Timestamp of the transition into `state` (0 for the initial `up`).
+    pub since: i64,
+    /// Seconds down in `[0, since]`.
+    pub down_total: i64,
+    /// Down transitions up to and including the one at `since`.
+    pub outages: i64,
+}
+
+impl TargetState {
+    /// Every address starts `up` since 0 (the reference node's rule).
+    pub const INITIAL: TargetState = TargetState {
+        state: NodeState::Up,
+        since: 0,
+        down_total: 0,
+        outages: 0,
+    };
+
+    /// The state after a transition to `state` at `t` (`t ≥ since`).
+    pub fn after(&self, state: NodeState, t: i64) -> TargetState {
+        TargetState {
+            state,
+            since: t,
+            down_total: self.down_total_at(t),
+            outages: self.outages + i64::from(state == NodeState::Down),
+        }
+    }
+
+    /// Seconds down in `[0, t]`, for `t ≥ since`.
+    pub fn down_total_at(&self, t: i64) -> i64 {
+        match self.state {
+            NodeState::Down => self.down_total + (t - self.since),
+            NodeState::Up => self.down_total,
+        }
+    }
+}
+
+/// An event accepted for application, with where it came from and the totals
+/// after it.
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub zellular_index: u64,
     pub position: u32,
     pub event: Event,
-    pub finalized_at: i64,
+    /// The sync time the event was checked against.
+    pub log_time: i64,
+    /// The address's state after this event.
+    pub after: TargetState,
 }
 
-/// A recorded transition of one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
-    pub state: NodeState,
-    pub timestamp: i64,
+/// Where the cursor moves with a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorUpdate {
+    pub index: u64,
+    pub chaining_hash: String,
+    pub partial_items: u32,
+    pub log_time: i64,
 }
 
-/// Rows per multi-row INSERT (8 bound values each, well under SQLite's limit).
+/// One stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub zellular_index: u64,
+    pub position: u32,
+    pub event: Event,
+    pub log_time: i64,
+    pub after: TargetState,
+    pub digest: String,
+}
+
+/// What a start-up integrity check found wrong, naming the first bad row.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrityError {
+    #[error("events row seq {seq} ({address}): {field} is {stored}, but the rows before it give {expected}")]
+    Row {
+        seq: i64,
+        address: String,
+        field: &'static str,
+        stored: String,
+        expected: String,
+    },
+    #[error("states row of {address}: stored {stored}, but its events give {expected}")]
+    State {
+        address: String,
+        stored: String,
+        expected: String,
+    },
+    #[error("cursor: {field} is {stored}, but the events give {expected}")]
+    Cursor {
+        field: &'static str,
+        stored: String,
+        expected: String,
+    },
+}
+
+/// Rows per multi-row INSERT (12 bound values each, well under SQLite's limit).
 const ROWS_PER_INSERT: usize = 500;
 
+/// Rows read per query while checking the whole log (bounded memory).
+const CHECK_PAGE: i64 = 10_000;
+
 /// The canonical line of an event in the digest.
-fn digest_line(a: &Applied) -> String {
+fn digest_line(zellular_index: u64, position: u32, e: &Event) -> String {
     format!(
         "{}|{}|{}|{}|{}|{}|{}",
-        a.zellular_index,
-        a.position,
-        a.event.address,
-        a.event.state,
-        a.event.timestamp,
-        a.event.aggregated_signature,
-        a.event.non_signing_nodes.join(",")
+        zellular_index,
+        position,
+        e.address,
+        e.state,
+        e.timestamp,
+        e.aggregated_signature,
+        e.non_signing_nodes.join(",")
     )
+}
+
+/// The digest after appending one event to `prev`.
+pub fn next_digest(prev: &str, zellular_index: u64, position: u32, e: &Event) -> String {
+    xxh128_hex(format!("{prev}{}", digest_line(zellular_index, position, e)).as_bytes())
+}
+
+/// The columns [`stored_event`] reads, in order.
+macro_rules! event_columns {
+    () => {
+        "seq, zellular_index, position, address, state, timestamp, \
+         aggregated_signature, non_signing_nodes, log_time, down_total, outages, digest"
+    };
+}
+
+fn stored_event(r: &SqliteRow) -> Result<StoredEvent, StoreError> {
+    let state = parse_state(r.get(4))?;
+    let ns: String = r.get(7);
+    let timestamp: i64 = r.get(5);
+    Ok(StoredEvent {
+        seq: r.get(0),
+        zellular_index: r.get::<i64, _>(1) as u64,
+        position: r.get::<i64, _>(2) as u32,
+        event: Event {
+            address: r.get(3),
+            state,
+            timestamp,
+            aggregated_signature: r.get(6),
+            non_signing_nodes: serde_json::from_str(&ns)
+                .map_err(|e| StoreError::Corrupt(format!("non_signing_nodes {ns:?}: {e}")))?,
+        },
+        log_time: r.get(8),
+        after: TargetState {
+            state,
+            since: timestamp,
+            down_total: r.get(9),
+            outages: r.get(10),
+        },
+        digest: r.get(11),
+    })
 }
 
 /// The replica database.
 #[derive(Clone)]
 pub struct ReplicaStore {
     pool: SqlitePool,
+    /// Held while the store is open: a second process on the same file is refused.
+    _lock: Option<std::sync::Arc<DbLock>>,
 }
 
 impl ReplicaStore {
+    /// Opens (creating if needed) the replica, locked against other processes.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let pool = open_pool(path, 8).await?;
+        let lock = DbLock::acquire(path)?;
+        let pool = open_pool(path, 8, false).await?;
         sqlx::migrate!("migrations/node").run(&pool).await?;
-        Ok(ReplicaStore { pool })
+        Ok(ReplicaStore {
+            pool,
+            _lock: Some(std::sync::Arc::new(lock)),
+        })
+    }
+
+    /// Opens an existing replica read-only, without the lock (an audit may run
+    /// beside the node). Refuses a file that does not exist or needs migrating.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                why: "no such file".into(),
+            });
+        }
+        let pool = open_pool(path, 2, true).await?;
+        let store = ReplicaStore { pool, _lock: None };
+        let migrated: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&store.pool)
+        .await?;
+        if migrated == 0 {
+            return Err(StoreError::Corrupt("not a livenessd replica".into()));
+        }
+        Ok(store)
     }
 
     /// Gives every configured address a state row (`up` since 0) if it has none.
-    pub async fn init_addresses(&self, addresses: &[String]) -> Result<(), StoreError> {
+    pub async fn init_targets(&self, addresses: &[String]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for a in addresses {
-            sqlx::query("INSERT OR IGNORE INTO states (address, state, since) VALUES (?, 'up', 0)")
-                .bind(a)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT OR IGNORE INTO states (address, state, since, down_total, outages) VALUES (?, 'up', 0, 0, 0)",
+            )
+            .bind(a)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn position(&self) -> Result<Position, StoreError> {
-        let r = sqlx::query("SELECT zellular_index, chaining_hash, events_digest, events_count FROM cursor WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "SELECT zellular_index, chaining_hash, partial_items, log_time, events_digest, events_count
+             FROM cursor WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(Position {
             index: r.get::<i64, _>(0) as u64,
             chaining_hash: r.get(1),
-            events_digest: r.get(2),
-            events_count: r.get::<i64, _>(3) as u64,
+            partial_items: r.get::<i64, _>(2) as u32,
+            log_time: r.get(3),
+            events_digest: r.get(4),
+            events_count: r.get::<i64, _>(5) as u64,
         })
     }
 
-    /// Current state and since-timestamp of every address.
-    pub async fn states(&self) -> Result<HashMap<String, Transition>, StoreError> {
-        let rows = sqlx::query("SELECT address, state, since FROM states")
+    /// Current state and totals of every address.
+    pub async fn states(&self) -> Result<HashMap<String, TargetState>, StoreError> {
+        let rows = sqlx::query("SELECT address, state, since, down_total, outages FROM states")
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter()
+        rows.iter()
             .map(|r| {
-                let state: String = r.get(1);
-                let state = NodeState::parse(&state)
-                    .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?;
                 Ok((
                     r.get::<String, _>(0),
-                    Transition {
-                        state,
-                        timestamp: r.get(2),
+                    TargetState {
+                        state: parse_state(r.get(1))?,
+                        since: r.get(2),
+                        down_total: r.get(3),
+                        outages: r.get(4),
                     },
                 ))
             })
@@ -113,17 +280,20 @@ impl ReplicaStore {
     }
 
     /// The current state of one address (`up` since 0 when it has none).
-    pub async fn state_of(&self, address: &str) -> Result<Transition, StoreError> {
-        let r = sqlx::query("SELECT state, since FROM states WHERE address = ?")
-            .bind(address)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn state_of(&self, address: &str) -> Result<TargetState, StoreError> {
+        let r =
+            sqlx::query("SELECT state, since, down_total, outages FROM states WHERE address = ?")
+                .bind(address)
+                .fetch_optional(&self.pool)
+                .await?;
         match r {
-            None => Ok(Transition {
-                state: NodeState::Up,
-                timestamp: 0,
+            None => Ok(TargetState::INITIAL),
+            Some(r) => Ok(TargetState {
+                state: parse_state(r.get(0))?,
+                since: r.get(1),
+                down_total: r.get(2),
+                outages: r.get(3),
             }),
-            Some(r) => transition(r.get(0), r.get(1)),
         }
     }
 
@@ -132,8 +302,7 @@ impl ReplicaStore {
     pub async fn apply(
         &self,
         events: &[Applied],
-        index: u64,
-        chaining_hash: &str,
+        cursor: &CursorUpdate,
     ) -> Result<Position, StoreError> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query("SELECT events_digest, events_count FROM cursor WHERE id = 1")
@@ -141,19 +310,22 @@ impl ReplicaStore {
             .await?;
         let mut digest: String = r.get(0);
         let mut count = r.get::<i64, _>(1) as u64;
+        let mut rows = Vec::with_capacity(events.len());
+        for a in events {
+            digest = next_digest(&digest, a.zellular_index, a.position, &a.event);
+            count += 1;
+            let nonsigners = serde_json::to_string(&a.event.non_signing_nodes)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            rows.push((a, nonsigners, digest.clone()));
+        }
         // Multi-row inserts: one statement per ROWS_PER_INSERT events, not one each.
-        for part in events.chunks(ROWS_PER_INSERT) {
+        for part in rows.chunks(ROWS_PER_INSERT) {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO events (zellular_index, position, address, state, timestamp, aggregated_signature,
-                                     non_signing_nodes, finalized_at) ",
+                                     non_signing_nodes, log_time, down_total, outages, digest) ",
             );
-            let mut err = None;
-            q.push_values(part, |mut b, a| {
+            q.push_values(part, |mut b, (a, nonsigners, digest)| {
                 let e = &a.event;
-                let nonsigners = serde_json::to_string(&e.non_signing_nodes).unwrap_or_else(|x| {
-                    err = Some(x.to_string());
-                    String::new()
-                });
                 b.push_bind(a.zellular_index as i64)
                     .push_bind(a.position as i64)
                     .push_bind(&e.address)
@@ -161,142 +333,235 @@ impl ReplicaStore {
                     .push_bind(e.timestamp)
                     .push_bind(&e.aggregated_signature)
                     .push_bind(nonsigners)
-                    .push_bind(a.finalized_at);
+                    .push_bind(a.log_time)
+                    .push_bind(a.after.down_total)
+                    .push_bind(a.after.outages)
+                    .push_bind(digest);
             });
-            if let Some(e) = err {
-                return Err(StoreError::Corrupt(e));
-            }
             q.build().execute(&mut *tx).await?;
         }
-        // Only the last transition of each address in the chunk sets its state.
-        let mut last: HashMap<&str, &Event> = HashMap::new();
+        // Only the last transition of each address sets its state.
+        let mut last: HashMap<&str, &Applied> = HashMap::new();
         for a in events {
-            last.insert(&a.event.address, &a.event);
-            digest = xxh128_hex(format!("{digest}{}", digest_line(a)).as_bytes());
-            count += 1;
+            last.insert(&a.event.address, a);
         }
-        let last: Vec<&Event> = last.into_values().collect();
+        let last: Vec<&Applied> = last.into_values().collect();
         for part in last.chunks(ROWS_PER_INSERT) {
-            let mut q = sqlx::QueryBuilder::new("INSERT INTO states (address, state, since) ");
-            q.push_values(part, |mut b, e| {
-                b.push_bind(&e.address)
-                    .push_bind(e.state.as_str())
-                    .push_bind(e.timestamp);
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO states (address, state, since, down_total, outages) ",
+            );
+            q.push_values(part, |mut b, a| {
+                b.push_bind(&a.event.address)
+                    .push_bind(a.after.state.as_str())
+                    .push_bind(a.after.since)
+                    .push_bind(a.after.down_total)
+                    .push_bind(a.after.outages);
             });
-            q.push(" ON CONFLICT (address) DO UPDATE SET state = excluded.state, since = excluded.since");
+            q.push(
+                " ON CONFLICT (address) DO UPDATE SET state = excluded.state, since = excluded.since,
+                  down_total = excluded.down_total, outages = excluded.outages",
+            );
             q.build().execute(&mut *tx).await?;
         }
         sqlx::query(
-            "UPDATE cursor SET zellular_index = ?, chaining_hash = ?, events_digest = ?, events_count = ? WHERE id = 1",
+            "UPDATE cursor SET zellular_index = ?, chaining_hash = ?, partial_items = ?, log_time = ?,
+                               events_digest = ?, events_count = ? WHERE id = 1",
         )
-        .bind(index as i64)
-        .bind(chaining_hash)
+        .bind(cursor.index as i64)
+        .bind(&cursor.chaining_hash)
+        .bind(cursor.partial_items as i64)
+        .bind(cursor.log_time)
         .bind(&digest)
         .bind(count as i64)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Position {
-            index,
-            chaining_hash: chaining_hash.to_owned(),
+            index: cursor.index,
+            chaining_hash: cursor.chaining_hash.clone(),
+            partial_items: cursor.partial_items,
+            log_time: cursor.log_time,
             events_digest: digest,
             events_count: count,
         })
     }
 
-    /// The last transition of `address` strictly before `t` (`up` at 0 if none).
-    pub async fn state_before(&self, address: &str, t: i64) -> Result<Transition, StoreError> {
-        let r = sqlx::query(
-            "SELECT state, timestamp FROM events WHERE address = ? AND timestamp < ?
-             ORDER BY timestamp DESC, seq DESC LIMIT 1",
-        )
-        .bind(address)
-        .bind(t)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match r {
-            None => Transition {
-                state: NodeState::Up,
-                timestamp: 0,
-            },
-            Some(r) => transition(r.get(0), r.get(1))?,
+    /// The last event of `address` with `timestamp ≤ t` (`strict`: `< t`), as the
+    /// state it left the address in: one index look-up.
+    pub async fn state_at(
+        &self,
+        address: &str,
+        t: i64,
+        strict: bool,
+    ) -> Result<Option<TargetState>, StoreError> {
+        let sql = if strict {
+            "SELECT state, timestamp, down_total, outages FROM events
+             WHERE address = ? AND timestamp < ? ORDER BY timestamp DESC, seq DESC LIMIT 1"
+        } else {
+            "SELECT state, timestamp, down_total, outages FROM events
+             WHERE address = ? AND timestamp <= ? ORDER BY timestamp DESC, seq DESC LIMIT 1"
+        };
+        let r = sqlx::query(sql)
+            .bind(address)
+            .bind(t)
+            .fetch_optional(&self.pool)
+            .await?;
+        r.map(|r| {
+            Ok(TargetState {
+                state: parse_state(r.get(0))?,
+                since: r.get(1),
+                down_total: r.get(2),
+                outages: r.get(3),
+            })
         })
+        .transpose()
     }
 
-    /// Transitions of `address` with `from ≤ timestamp ≤ to`, in application order.
-    pub async fn transitions(
+    /// Events of `address` with `from ≤ timestamp ≤ to`, in application order,
+    /// after the `(timestamp, seq)` key `after` (exclusive), at most `limit`.
+    pub async fn events_in(
         &self,
         address: &str,
         from: i64,
         to: i64,
-    ) -> Result<Vec<Transition>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state, timestamp FROM events WHERE address = ? AND timestamp >= ? AND timestamp <= ?
-             ORDER BY timestamp, seq",
-        )
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (ats, aseq) = after.unwrap_or((i64::MIN, i64::MIN));
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events
+             WHERE address = ? AND timestamp >= ? AND timestamp <= ? AND (timestamp, seq) > (?, ?)
+             ORDER BY timestamp, seq LIMIT ?"
+        ))
         .bind(address)
         .bind(from)
         .bind(to)
+        .bind(ats)
+        .bind(aseq)
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| transition(r.get(0), r.get(1)))
-            .collect()
+        rows.iter().map(stored_event).collect()
     }
 
-    /// The first transition of `address` strictly after `t`, if any.
-    pub async fn next_after(
-        &self,
-        address: &str,
-        t: i64,
-    ) -> Result<Option<Transition>, StoreError> {
-        let r = sqlx::query(
-            "SELECT state, timestamp FROM events WHERE address = ? AND timestamp > ?
+    /// The first event of `address` strictly after `t`, if any.
+    pub async fn next_after(&self, address: &str, t: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT timestamp FROM events WHERE address = ? AND timestamp > ?
              ORDER BY timestamp, seq LIMIT 1",
         )
         .bind(address)
         .bind(t)
         .fetch_optional(&self.pool)
-        .await?;
-        r.map(|r| transition(r.get(0), r.get(1))).transpose()
+        .await?)
     }
 
     /// Applied events in order, `after_seq` exclusive, at most `limit`, optionally of
-    /// one address: `(seq, zellular index, event)`.
+    /// one address.
     pub async fn events(
         &self,
         address: Option<&str>,
         after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<(i64, u64, Event)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, zellular_index, address, state, timestamp, aggregated_signature, non_signing_nodes
-             FROM events WHERE seq > ? AND (? IS NULL OR address = ?) ORDER BY seq LIMIT ?",
-        )
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE seq > ? AND (? IS NULL OR address = ?) ORDER BY seq LIMIT ?"
+        ))
         .bind(after_seq)
         .bind(address)
         .bind(address)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|r| {
-                let t = transition(r.get(3), r.get(4))?;
-                let ns: String = r.get(6);
-                Ok((
-                    r.get::<i64, _>(0),
-                    r.get::<i64, _>(1) as u64,
-                    Event {
-                        address: r.get(2),
-                        state: t.state,
-                        timestamp: t.timestamp,
-                        aggregated_signature: r.get(5),
-                        non_signing_nodes: serde_json::from_str(&ns)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(stored_event).collect()
+    }
+
+    /// Recomputes every derived value from the events themselves — the digest chain,
+    /// each row's running totals, the states, the cursor's digest and count — and
+    /// names the first that differs from what is stored. Reads in pages.
+    pub async fn check_integrity(&self) -> Result<Result<u64, IntegrityError>, StoreError> {
+        let mut digest = String::new();
+        let mut count = 0u64;
+        let mut states: HashMap<String, TargetState> = HashMap::new();
+        let mut after = 0i64;
+        loop {
+            let page = self.events(None, after, CHECK_PAGE as u32).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for row in &page {
+                let e = &row.event;
+                let prev = states
+                    .get(&e.address)
+                    .copied()
+                    .unwrap_or(TargetState::INITIAL);
+                let expected = prev.after(e.state, e.timestamp);
+                digest = next_digest(&digest, row.zellular_index, row.position, e);
+                count += 1;
+                let bad =
+                    |field: &'static str, stored: String, expected: String| IntegrityError::Row {
+                        seq: row.seq,
+                        address: e.address.clone(),
+                        field,
+                        stored,
+                        expected,
+                    };
+                if row.digest != digest {
+                    return Ok(Err(bad("digest", row.digest.clone(), digest)));
+                }
+                if row.after.down_total != expected.down_total {
+                    return Ok(Err(bad(
+                        "down_total",
+                        row.after.down_total.to_string(),
+                        expected.down_total.to_string(),
+                    )));
+                }
+                if row.after.outages != expected.outages {
+                    return Ok(Err(bad(
+                        "outages",
+                        row.after.outages.to_string(),
+                        expected.outages.to_string(),
+                    )));
+                }
+                states.insert(e.address.clone(), expected);
+            }
+        }
+        for (address, stored) in self.states().await? {
+            let expected = states.remove(&address).unwrap_or(TargetState::INITIAL);
+            if stored != expected {
+                return Ok(Err(IntegrityError::State {
+                    address,
+                    stored: format!("{stored:?}"),
+                    expected: format!("{expected:?}"),
+                }));
+            }
+        }
+        if let Some((address, expected)) = states.into_iter().next() {
+            return Ok(Err(IntegrityError::State {
+                address,
+                stored: "no row".into(),
+                expected: format!("{expected:?}"),
+            }));
+        }
+        let pos = self.position().await?;
+        if pos.events_digest != digest {
+            return Ok(Err(IntegrityError::Cursor {
+                field: "events_digest",
+                stored: pos.events_digest,
+                expected: digest,
+            }));
+        }
+        if pos.events_count != count {
+            return Ok(Err(IntegrityError::Cursor {
+                field: "events_count",
+                stored: pos.events_count.to_string(),
+                expected: count.to_string(),
+            }));
+        }
+        Ok(Ok(count))
     }
 
     pub async fn close(&self) {
@@ -304,8 +569,6 @@ impl ReplicaStore {
     }
 }
 
-fn transition(state: String, timestamp: i64) -> Result<Transition, StoreError> {
-    let state =
-        NodeState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?;
-    Ok(Transition { state, timestamp })
+fn parse_state(state: String) -> Result<NodeState, StoreError> {
+    NodeState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))
 }

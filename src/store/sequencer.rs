@@ -4,7 +4,7 @@ use std::path::Path;
 
 use sqlx::{Row, SqlitePool};
 
-use super::{open_pool, StoreError};
+use super::{open_pool, DbLock, StoreError};
 use crate::zellular::wire::SigInfo;
 
 /// The tip of one app's log, as loaded at start-up.
@@ -56,6 +56,8 @@ impl Finalization {
 #[derive(Clone)]
 pub struct SequencerStore {
     pool: SqlitePool,
+    /// Held while open: two sequencers on one log would fork it.
+    _lock: std::sync::Arc<DbLock>,
 }
 
 fn idx(v: u64) -> i64 {
@@ -64,9 +66,13 @@ fn idx(v: u64) -> i64 {
 
 impl SequencerStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let pool = open_pool(path, 4).await?;
+        let lock = DbLock::acquire(path)?;
+        let pool = open_pool(path, 4, false).await?;
         sqlx::migrate!("migrations/sequencer").run(&pool).await?;
-        Ok(SequencerStore { pool })
+        Ok(SequencerStore {
+            pool,
+            _lock: std::sync::Arc::new(lock),
+        })
     }
 
     /// Every app's head, to resume after a restart.

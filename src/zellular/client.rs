@@ -2,7 +2,7 @@
 //! chaining hash recomputed and every finality signature verified.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use super::chain;
 use super::finality::FinalityMessage;
 use super::operators::{FinalityError, OperatorSource};
 use super::wire::{Envelope, FinalizedBatches, StatefulBatch};
+use crate::freshness::ReplicaStatus;
 use crate::metrics;
 
 /// How the client talks to gateways.
@@ -52,8 +53,9 @@ impl ClientConfig {
             max_attempts: 8,
             poll_min: Duration::from_millis(20),
             poll_max: Duration::from_millis(1000),
-            max_response_bytes: 64 << 20,
-            max_pending_bytes: 256 << 20,
+            // zsequencer caps one answer at about 10 MB (divided by its node count).
+            max_response_bytes: 16 << 20,
+            max_pending_bytes: 32 << 20,
         }
     }
 }
@@ -76,6 +78,19 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// The gateway does not know the app (zsequencer: 400 `Invalid app name.`): a
+    /// configuration error, not an outage. Returns the gateway's message.
+    pub fn unknown_app(&self) -> Option<&str> {
+        match self {
+            RequestError::Status {
+                status: 400,
+                message,
+                ..
+            } if message.contains("Invalid app name") => Some(message),
+            _ => None,
+        }
+    }
+
     /// Worth retrying (maybe at another gateway): transport errors, 5xx, garbage.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -111,6 +126,14 @@ pub enum StreamError {
 }
 
 impl StreamError {
+    /// The gateway does not know the app: see [`RequestError::unknown_app`].
+    pub fn unknown_app(&self) -> Option<&str> {
+        match self {
+            StreamError::Request(r) => r.unknown_app(),
+            _ => None,
+        }
+    }
+
     /// An integrity failure: the gateway lied; the stream will not go on.
     pub fn is_fatal(&self) -> bool {
         matches!(
@@ -198,7 +221,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(cfg: ClientConfig) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::http_client::builder()
             .timeout(cfg.request_timeout)
             .pool_max_idle_per_host(4)
             .build()
@@ -223,6 +246,22 @@ impl Client {
         }
         let i = self.inner.current.load(Ordering::Relaxed) % gws.len();
         Ok((i, &gws[i]))
+    }
+
+    /// The gateway in use.
+    pub fn current_gateway(&self) -> &str {
+        self.gateway().map(|(_, g)| g).unwrap_or("")
+    }
+
+    /// Index into the configured gateways of the one in use.
+    pub fn current_index(&self) -> usize {
+        self.gateway().map(|(i, _)| i).unwrap_or(0)
+    }
+
+    /// Uses gateway `i` from now on.
+    pub fn use_gateway(&self, i: usize) {
+        let n = self.inner.cfg.gateways.len().max(1);
+        self.inner.current.store(i % n, Ordering::Relaxed);
     }
 
     fn fail_over(&self, from: usize) {
@@ -263,7 +302,7 @@ impl Client {
             match op(gw.to_owned()).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() && attempt + 1 < self.inner.cfg.max_attempts => {
-                    metrics::inc("zellular_request_errors_total", &[("op", what)]);
+                    metrics::zellular_request_error(what);
                     let delay = self.backoff(attempt);
                     tracing::warn!(op = what, error = %e, retry_in = ?delay, "gateway request failed; retrying");
                     self.fail_over(i);
@@ -271,7 +310,7 @@ impl Client {
                     attempt += 1;
                 }
                 Err(e) => {
-                    metrics::inc("zellular_request_errors_total", &[("op", what)]);
+                    metrics::zellular_request_error(what);
                     // Next call goes elsewhere: one gateway that refuses (a 4xx from
                     // a misconfigured node, say) must not stall us while others work.
                     self.fail_over(i);
@@ -360,7 +399,7 @@ impl Client {
             .await;
         match res {
             Ok(()) => {
-                metrics::inc("zellular_batches_submitted_total", &[]);
+                metrics::zellular_batch_submitted();
                 Ok(())
             }
             Err(e) if e.is_transient() => Err(SubmitError::Unavailable(e)),
@@ -400,6 +439,37 @@ impl Client {
                 async move { self.call::<StatefulBatch>(&gw, req).await }
             })
             .await?;
+        self.verify_last(last, operators).await
+    }
+
+    /// [`Client::last_finalized`] from gateway `i` alone, once (no retry, no
+    /// failover): to compare gateways.
+    pub async fn last_finalized_at(
+        &self,
+        i: usize,
+        operators: &OperatorSource,
+    ) -> Result<Option<StatefulBatch>, StreamError> {
+        let gw = self
+            .inner
+            .cfg
+            .gateways
+            .get(i)
+            .ok_or(RequestError::NoGateway)?;
+        let app = &self.inner.cfg.app;
+        let req = self
+            .inner
+            .http
+            .get(format!("{gw}/node/{app}/batches/finalized/last"));
+        let last = self.call::<StatefulBatch>(gw, req).await?;
+        self.verify_last(last, operators).await
+    }
+
+    async fn verify_last(
+        &self,
+        last: Option<StatefulBatch>,
+        operators: &OperatorSource,
+    ) -> Result<Option<StatefulBatch>, StreamError> {
+        let app = &self.inner.cfg.app;
         let Some(last) = last else { return Ok(None) };
         let set = operators
             .at_tag(
@@ -444,7 +514,7 @@ impl Client {
             ready: VecDeque::new(),
             failed: None,
             poll_delay: self.inner.cfg.poll_min,
-            caught_up: Arc::new(AtomicBool::new(false)),
+            status: None,
         }
     }
 
@@ -492,16 +562,15 @@ pub struct FinalizedStream {
     /// Set by an integrity failure; returned again on every later call.
     failed: Option<StreamError>,
     poll_delay: Duration,
-    /// Set (and kept) once the gateway had nothing new for us: we reached its head.
-    caught_up: Arc<AtomicBool>,
+    /// Told when the gateway has nothing new for us (we reached its head).
+    status: Option<ReplicaStatus>,
 }
 
 impl FinalizedStream {
-    /// Shares `flag` as the caught-up indicator: set the first time the gateway has
-    /// nothing new after everything before was handed out (a latch: later bursts of
-    /// new batches do not clear it, so readiness does not flap under load).
-    pub fn with_caught_up_flag(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.caught_up = flag;
+    /// Reports to `status` when the gateway has nothing new after everything before
+    /// was handed out: the stream reached the gateway's head.
+    pub fn with_status(mut self, status: ReplicaStatus) -> Self {
+        self.status = Some(status);
         self
     }
 
@@ -549,7 +618,9 @@ impl FinalizedStream {
             let data = self.client.fetch_finalized(after).await?;
             let Some(data) = data.filter(|d| !d.batches.is_empty()) else {
                 if self.pending.is_empty() {
-                    self.caught_up.store(true, Ordering::Relaxed);
+                    if let Some(s) = &self.status {
+                        s.set_reached_head(true);
+                    }
                 }
                 tokio::time::sleep(self.poll_delay).await;
                 self.poll_delay = (self.poll_delay * 2).min(self.client.inner.cfg.poll_max);
@@ -562,7 +633,7 @@ impl FinalizedStream {
                 self.pending.clear();
                 self.pending_bytes = 0;
                 if e.is_fatal() {
-                    metrics::inc("zellular_stream_integrity_errors_total", &[]);
+                    metrics::zellular_integrity_error();
                     tracing::error!(error = %e, "finalized stream stopped: gateway answer failed verification");
                     self.failed = Some(e.clone());
                 }
@@ -652,7 +723,7 @@ impl FinalizedStream {
                     index: sig.index,
                     source,
                 })?;
-            metrics::inc("zellular_sync_points_verified_total", &[]);
+            metrics::zellular_sync_point_verified();
             let base = self.verified_index;
             for (k, (body, ch)) in self.pending.drain(..offset).enumerate() {
                 self.pending_bytes -= body.len();

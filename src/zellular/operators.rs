@@ -363,7 +363,7 @@ impl Subgraph {
     pub fn new(url: impl Into<String>, threshold_percent: f64) -> Self {
         Subgraph {
             url: url.into(),
-            http: reqwest::Client::builder()
+            http: crate::http_client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use livenessd::clock::Clock;
 use livenessd::config::{NodeConfig, Target};
 use livenessd::devseq::DevSequencer;
 use livenessd::node::Node;
@@ -27,7 +28,12 @@ pub struct Cluster {
     pub tweak: Tweak,
     /// Listeners bound at start, handed to each node on its first run.
     listeners: std::sync::Mutex<Vec<Option<tokio::net::TcpListener>>>,
+    /// The time of day of the sequencer and every node.
+    pub clock: Clock,
 }
+
+/// Where a manual clock starts: any fixed, plausible time.
+pub const T0: i64 = 1_800_000_000;
 
 pub type Tweak = Box<dyn Fn(usize, &mut NodeConfig) + Send + Sync>;
 
@@ -40,9 +46,26 @@ impl Cluster {
         Self::start_with(n_nodes, n_targets, Box::new(|_, _| {})).await
     }
 
+    /// With the system clock (the aggregator's real-time tests).
     pub async fn start_with(n_nodes: u8, n_targets: usize, tweak: Tweak) -> Cluster {
+        Self::start_clocked(n_nodes, n_targets, tweak, Clock::system()).await
+    }
+
+    /// With a manual clock standing at [`T0`]: time moves only when the test says.
+    pub async fn start_manual(n_nodes: u8, n_targets: usize, tweak: Tweak) -> Cluster {
+        Self::start_clocked(n_nodes, n_targets, tweak, Clock::manual(T0)).await
+    }
+
+    pub async fn start_clocked(
+        n_nodes: u8,
+        n_targets: usize,
+        tweak: Tweak,
+        clock: Clock,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let (seq, seq_srv) = start_devseq(devseq_config(&dir.path().join("seq")), any_port()).await;
+        let mut sc = devseq_config(&dir.path().join("seq"));
+        sc.clock = clock.clone();
+        let (seq, seq_srv) = start_devseq(sc, any_port()).await;
         let ids: Vec<Identity> = (1..=n_nodes).map(Identity::new).collect();
         // Bind every node's listener now and keep it until the node starts: a port
         // that is only reserved and released can be handed to another test.
@@ -61,9 +84,10 @@ impl Cluster {
             nodes: Vec::new(),
             targets,
             client: Client::new(cc),
-            http: reqwest::Client::new(),
+            http: livenessd::http_client::builder().build().unwrap(),
             tweak,
             listeners: std::sync::Mutex::new(listeners.into_iter().map(Some).collect()),
+            clock,
         };
         for i in 0..n_nodes as usize {
             let r = c.run_node(i).await;
@@ -109,6 +133,14 @@ impl Cluster {
         cfg.probe.interval_ms = 100;
         cfg.probe.timeout_ms = 500;
         cfg.probe.jitter_ms = 0;
+        if !self.clock.is_manual() {
+            // Real time: history settles within seconds.
+            cfg.settlement.max_event_age_secs = 3;
+            cfg.freshness.heartbeat_interval_ms = 500;
+            cfg.freshness.bound_ms = Some(10_000);
+        }
+        // Tests poll hard from loopback; the limits have their own tests.
+        cfg.rate_limit.enabled = false;
         (self.tweak)(i, &mut cfg);
         cfg.validate().unwrap();
         cfg
@@ -118,7 +150,9 @@ impl Cluster {
         let cfg = self.config(i);
         let first = self.listeners.lock().unwrap()[i].take();
         let listener = first.unwrap_or_else(|| bind(self.addrs[i]));
-        let node = Node::open(cfg).await.unwrap();
+        let node = Node::open_with_clock(cfg, self.clock.clone())
+            .await
+            .unwrap();
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
@@ -162,6 +196,36 @@ impl Cluster {
         self.get(i, "/v1/position").await.1
     }
 
+    /// The rows of a paginated `/v1/` answer (first page).
+    pub async fn items(&self, i: usize, path: &str) -> Vec<Value> {
+        let (status, v) = self.get(i, path).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Moves the manual clock on by `secs`, posts a heartbeat and waits for every
+    /// replica to apply it: their `log_time` is then the new time, and history up
+    /// to it minus `max_event_age` is settled.
+    pub async fn advance(&self, secs: i64) {
+        self.clock.advance(secs);
+        self.submit("[]").await;
+        self.settle().await;
+    }
+
+    /// Waits until every running node is ready and its settled watermark reaches `t`.
+    pub async fn settled_until(&self, t: i64) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_none() {
+                continue;
+            }
+            eventually(30, &format!("node {i} settles {t}"), || async move {
+                let (status, r) = self.get(i, "/ready").await;
+                status == 200 && r["settled_until"].as_i64().is_some_and(|s| s >= t)
+            })
+            .await;
+        }
+    }
+
     /// Waits until every running node has applied up to the sequencer's last index.
     pub async fn settle(&self) {
         let last = get_json(&self.http, &format!("{}/node/state", self.seq_srv.url)).await;
@@ -175,7 +239,8 @@ impl Cluster {
             eventually(
                 20,
                 &format!("node {i} reaches index {want}"),
-                || async move { self.position(i).await["index"].as_u64() == Some(want) },
+                // At least: aggregators' heartbeats keep the log growing.
+                || async move { self.position(i).await["index"].as_u64() >= Some(want) },
             )
             .await;
         }

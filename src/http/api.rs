@@ -1,0 +1,526 @@
+//! The handlers.
+//!
+//! Signed answers about history (`/downtime`, `/aggregate_downtime`) are given
+//! only by a fresh replica (else `503` with the reason) and only for windows that
+//! end at or before the settled watermark `log_time − max_event_age` (else `425 Too
+//! Early` with the watermark and a `Retry-After`): no event applied later can change
+//! them. Unsigned `/v1/` answers may reach past the watermark and say where it is.
+//!
+//! Every list is paginated: `limit` rows (default [`DEFAULT_PAGE_ROWS`], at most
+//! [`MAX_PAGE_ROWS`]) and at most [`MAX_PAGE_BYTES`] of rows; `next` is the cursor of
+//! the next page (`null` on the last), passed back as `cursor`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::Error;
+use crate::answers::{AggregateDowntime, AnswerError, IntervalCursor};
+use crate::events::downtime_message;
+use crate::metrics;
+use crate::node::NodeContext;
+use crate::peers::Collection;
+use crate::prober::ProbeError;
+use crate::signer::DowntimeAnswer;
+
+/// Rows per page unless `limit` says otherwise.
+pub const DEFAULT_PAGE_ROWS: usize = 100;
+/// Most rows per page.
+pub const MAX_PAGE_ROWS: usize = 1_000;
+/// Most bytes of rows per page (a page may stop short of `limit` to stay under it).
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+
+type Params = Query<HashMap<String, String>>;
+
+impl From<AnswerError> for Error {
+    fn from(e: AnswerError) -> Self {
+        match e {
+            AnswerError::UnknownAddress(_) => Error::NotFound("Address not found".into()),
+            AnswerError::BadRange(why) => Error::BadRequest(why),
+            AnswerError::Store(e) => Error::Internal(e.to_string()),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
+fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Error> {
+    q.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| Error::Unprocessable(format!("query parameter {name} is required")))
+}
+
+fn int_param(q: &HashMap<String, String>, name: &str) -> Result<i64, Error> {
+    let raw = param(q, name)?;
+    raw.parse().map_err(|_| {
+        Error::Unprocessable(format!(
+            "query parameter {name} must be an integer, got {raw:?}"
+        ))
+    })
+}
+
+fn opt_int(q: &HashMap<String, String>, name: &str, default: i64) -> Result<i64, Error> {
+    if q.contains_key(name) {
+        int_param(q, name)
+    } else {
+        Ok(default)
+    }
+}
+
+fn page_limit(q: &HashMap<String, String>) -> Result<usize, Error> {
+    let l = opt_int(q, "limit", DEFAULT_PAGE_ROWS as i64)?;
+    if l < 1 {
+        return Err(Error::BadRequest("limit must be at least 1".into()));
+    }
+    Ok((l as usize).min(MAX_PAGE_ROWS))
+}
+
+/// Serialized rows, each with the cursor that resumes after it, cut to the byte
+/// budget. `more`: rows exist beyond `rows`. Returns the page and its `next`.
+fn paginate<T: Serialize>(
+    rows: Vec<(T, String)>,
+    more: bool,
+) -> Result<(Vec<Value>, Option<String>), Error> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut bytes = 0;
+    let mut next = None;
+    let n = rows.len();
+    for (i, (row, after)) in rows.into_iter().enumerate() {
+        let v = serde_json::to_value(&row).map_err(internal)?;
+        let size = v.to_string().len() + 1;
+        if bytes + size > MAX_PAGE_BYTES && !out.is_empty() {
+            return Ok((out, next));
+        }
+        bytes += size;
+        out.push(v);
+        next = Some(after);
+        if i + 1 == n && !more {
+            next = None;
+        }
+    }
+    Ok((out, next))
+}
+
+pub(super) fn routes(ctx: NodeContext) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/state", get(state_attestation))
+        .route("/downtime", get(downtime))
+        .route("/aggregate_downtime", get(aggregate_downtime))
+        .route("/v1/targets", get(targets))
+        .route("/v1/intervals", get(intervals))
+        .route("/v1/epochs/{epoch}", get(epoch_summary))
+        .route("/v1/position", get(position))
+        .route("/v1/events", get(events))
+        .route("/metrics", get(render_metrics))
+        .with_state(ctx)
+}
+
+/// What an overflow connection may ask.
+pub(super) fn ops_routes(ctx: NodeContext) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(ctx)
+}
+
+async fn render_metrics(State(ctx): State<NodeContext>) -> impl axum::response::IntoResponse {
+    if let Ok(f) = ctx.status.check() {
+        metrics::replica_lag(f.lag, ctx.status.since_last_sync());
+    } else {
+        let t = ctx.status.log_time();
+        let lag = if t > 0 { ctx.clock.now() - t } else { 0 };
+        metrics::replica_lag(lag, ctx.status.since_last_sync());
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics::render(),
+    )
+}
+
+async fn health(State(ctx): State<NodeContext>) -> Json<Value> {
+    Json(json!({
+        "status": "up",
+        "node_id": &*ctx.node_id,
+        "aggregator": ctx.settings.aggregator,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// 200 while the replica is fresh, 503 with the reason otherwise — evaluated now.
+async fn ready(State(ctx): State<NodeContext>) -> Result<Json<Value>, Error> {
+    match ctx.status.check() {
+        Ok(f) => Ok(Json(json!({
+            "status": "ready",
+            "index": ctx.status.index(),
+            "log_time": f.log_time,
+            "lag_seconds": f.lag,
+            "settled_until": f.settled,
+        }))),
+        Err(why) => Err(Error::Unavailable(format!("not ready: {why}"))),
+    }
+}
+
+async fn state_attestation(
+    State(ctx): State<NodeContext>,
+    Query(q): Params,
+) -> Result<Json<crate::signer::StateAttestation>, Error> {
+    let address = param(&q, "address")?;
+    let timestamp = int_param(&q, "timestamp")?;
+    if !ctx.prober.knows(address) {
+        return Err(Error::NotFound("Address not found".into()));
+    }
+    if ctx.clock.now().abs_diff(timestamp) > crate::signer::MAX_TIMESTAMP_DRIFT.unsigned_abs() {
+        metrics::attestation_refused("drift");
+        return Err(Error::BadRequest("Timestamp drift too large".into()));
+    }
+    let obs = ctx
+        .prober
+        .probe_shared(address)
+        .await
+        .map_err(|e| match e {
+            ProbeError::Unknown => Error::NotFound("Address not found".into()),
+            ProbeError::Busy => {
+                metrics::attestation_refused("busy");
+                Error::Unavailable("too many state requests for this target at once".into())
+            }
+        })?;
+    let att = ctx.signer.attest(&obs, timestamp).map_err(|e| {
+        metrics::attestation_refused("drift");
+        Error::BadRequest(format!("Timestamp drift too large: {e}"))
+    })?;
+    metrics::attestation();
+    Ok(Json(att))
+}
+
+/// A downtime answer this node signs: only from a fresh replica, only about
+/// settled history.
+async fn signed_downtime(
+    ctx: &NodeContext,
+    q: &HashMap<String, String>,
+) -> Result<DowntimeAnswer, Error> {
+    let address = param(q, "address")?;
+    let from = int_param(q, "from_timestamp")?;
+    let to = int_param(q, "to_timestamp")?;
+    let fresh = ctx.status.check().map_err(|why| {
+        metrics::signed_answer_refused("stale");
+        Error::Unavailable(format!(
+            "this replica signs nothing while it is stale: {why}"
+        ))
+    })?;
+    if to > fresh.settled {
+        metrics::signed_answer_refused("unsettled");
+        let detail = if to > ctx.clock.now() {
+            format!(
+                "to_timestamp {to} is in the future; history is settled up to {}",
+                fresh.settled
+            )
+        } else {
+            format!(
+                "to_timestamp {to} is not settled yet: events for it may still arrive until \
+                 log_time passes {}; settled up to {}",
+                to + ctx.settings.max_event_age,
+                fresh.settled
+            )
+        };
+        return Err(Error::TooEarly {
+            detail,
+            settled_until: fresh.settled,
+            log_time: fresh.log_time,
+            retry_after: to.saturating_sub(fresh.settled).clamp(1, 86_400) as u64,
+        });
+    }
+    let d = ctx.answers.downtime(address, from, to).await?;
+    Ok(ctx.signer.sign_downtime(&d))
+}
+
+async fn downtime(
+    State(ctx): State<NodeContext>,
+    Query(q): Params,
+) -> Result<Json<DowntimeAnswer>, Error> {
+    Ok(Json(signed_downtime(&ctx, &q).await?))
+}
+
+async fn aggregate_downtime(
+    State(ctx): State<NodeContext>,
+    Query(q): Params,
+) -> Result<Json<AggregateDowntime>, Error> {
+    let own = signed_downtime(&ctx, &q).await?;
+    let msg = downtime_message(
+        &own.address,
+        own.total_downtime_seconds,
+        own.from_timestamp,
+        own.to_timestamp,
+    );
+    let own_sig = crate::crypto::bls::Signature::from_hex(&own.signature).map_err(internal)?;
+    let query = vec![
+        ("address", own.address.clone()),
+        ("from_timestamp", own.from_timestamp.to_string()),
+        ("to_timestamp", own.to_timestamp.to_string()),
+    ];
+    let expect = own.clone();
+    let g = ctx
+        .peers
+        .gather(
+            Collection {
+                set: &ctx.monitors,
+                me: &ctx.node_id,
+                msg: msg.as_bytes(),
+                // Every node that agrees signs the proof, as with the reference node.
+                stop_at_quorum: false,
+            },
+            own_sig,
+            move |peers, m| {
+                let query = query.clone();
+                async move {
+                    let q: Vec<(&str, String)> =
+                        query.iter().map(|(k, v)| (*k, v.clone())).collect();
+                    peers.get::<DowntimeAnswer>(&m.url, "/downtime", &q).await
+                }
+            },
+            move |a: &DowntimeAnswer| {
+                if a.address == expect.address
+                    && a.from_timestamp == expect.from_timestamp
+                    && a.to_timestamp == expect.to_timestamp
+                    && a.total_downtime_seconds == expect.total_downtime_seconds
+                {
+                    Ok(a.signature.clone())
+                } else {
+                    Err(format!("answered {} s", a.total_downtime_seconds))
+                }
+            },
+        )
+        .await;
+    if !ctx.monitors.quorum_reached(g.stake) {
+        metrics::aggregate_downtime_failed();
+        tracing::info!(address = %own.address, refusals = ?g.refusals, "no quorum for a downtime proof");
+        return Err(Error::FailedDependency(
+            "Not enough valid signatures to aggregate downtime proof.".into(),
+        ));
+    }
+    let aggregated = g.aggregate().ok_or_else(|| internal("no signature"))?;
+    Ok(Json(AggregateDowntime {
+        address: own.address,
+        from_timestamp: own.from_timestamp,
+        to_timestamp: own.to_timestamp,
+        total_downtime_seconds: own.total_downtime_seconds,
+        aggregated_signature: aggregated.to_hex(),
+        non_signing_nodes: g.non_signers(&ctx.monitors),
+    }))
+}
+
+/// Addresses in order, from the `cursor` (an address, exclusive).
+fn address_page<'a>(ctx: &'a NodeContext, q: &HashMap<String, String>) -> Vec<&'a String> {
+    let mut all: Vec<&String> = ctx.answers.addresses().iter().collect();
+    all.sort();
+    match q.get("cursor") {
+        Some(c) => all
+            .into_iter()
+            .filter(|a| a.as_str() > c.as_str())
+            .collect(),
+        None => all,
+    }
+}
+
+async fn targets(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json<Value>, Error> {
+    let limit = page_limit(&q)?;
+    let states = ctx.store.states().await.map_err(internal)?;
+    let view = ctx.prober.view();
+    let addrs = address_page(&ctx, &q);
+    let more = addrs.len() > limit;
+    let rows: Vec<(Value, String)> = addrs
+        .into_iter()
+        .take(limit)
+        .map(|a| {
+            let st = states.get(a);
+            let local = view.get(a);
+            (
+                json!({
+                    "address": a,
+                    "state": st.map(|t| t.state.as_str()).unwrap_or("up"),
+                    "since": st.map(|t| t.since).unwrap_or(0),
+                    "local": local.map(|d| json!({
+                        "state": d.state,
+                        "last_probe": d.last,
+                        "last_probe_at": d.last_probe_at,
+                        "latency_seconds": d.last_latency_seconds,
+                        "last_failure": d.last_failure.as_ref().map(|c| json!({"cause": c, "text": c.to_string(), "at": d.last_failure_at})),
+                    })),
+                }),
+                a.clone(),
+            )
+        })
+        .collect();
+    let (items, next) = paginate(rows, more)?;
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+async fn intervals(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json<Value>, Error> {
+    let now = ctx.clock.now();
+    let from = opt_int(&q, "from", 0)?;
+    let to = opt_int(&q, "to", now)?;
+    let limit = page_limit(&q)?;
+    // The cursor: "<address>~<position in its table>".
+    let (start_addr, start_cursor) = match q.get("cursor") {
+        Some(c) => {
+            let (a, p) = c
+                .rsplit_once('~')
+                .ok_or_else(|| Error::BadRequest("malformed cursor".into()))?;
+            let p = IntervalCursor::decode(p)
+                .ok_or_else(|| Error::BadRequest("malformed cursor".into()))?;
+            (Some(a.to_owned()), p)
+        }
+        None => (None, IntervalCursor::Start),
+    };
+    let mut addrs: Vec<String> = match q.get("address") {
+        Some(a) => vec![a.clone()],
+        None => {
+            let mut all = ctx.answers.addresses().to_vec();
+            all.sort();
+            all
+        }
+    };
+    if let Some(a) = &start_addr {
+        addrs.retain(|x| x >= a);
+    }
+    let mut rows: Vec<(Value, String)> = Vec::new();
+    let mut more = false;
+    for (k, a) in addrs.iter().enumerate() {
+        if rows.len() >= limit {
+            more = true;
+            break;
+        }
+        let cursor = if k == 0 && start_addr.as_deref() == Some(a.as_str()) {
+            start_cursor
+        } else {
+            IntervalCursor::Start
+        };
+        let room = (limit - rows.len()) as u32;
+        let (page, table_more) = ctx
+            .answers
+            .intervals(a, from, to, now, cursor, room)
+            .await?;
+        let n = page.len();
+        for (i, (row, resume)) in page.into_iter().enumerate() {
+            // After the last row of a finished table, the next page starts with
+            // the next address's table.
+            let after = match addrs.get(k + 1) {
+                Some(next) if i + 1 == n && !table_more => {
+                    format!("{next}~{}", IntervalCursor::Start.encode())
+                }
+                _ => format!("{a}~{}", resume.encode()),
+            };
+            rows.push((json!(row), after));
+        }
+        if table_more {
+            more = true;
+            break;
+        }
+    }
+    let (items, next) = paginate(rows, more)?;
+    let settled = ctx.status.settled();
+    Ok(Json(
+        json!({ "items": items, "next": next, "settled_until": settled }),
+    ))
+}
+
+async fn epoch_summary(
+    State(ctx): State<NodeContext>,
+    Path(epoch): Path<String>,
+    Query(q): Params,
+) -> Result<Json<Value>, Error> {
+    let now = ctx.clock.now();
+    let n = match epoch.as_str() {
+        "current" => ctx.answers.epoch_of(now),
+        e => e.parse().map_err(|_| {
+            Error::Unprocessable(format!(
+                "epoch must be an integer or \"current\", got {e:?}"
+            ))
+        })?,
+    };
+    let limit = page_limit(&q)?;
+    let addrs: Vec<String> = match q.get("address") {
+        Some(a) => vec![a.clone()],
+        None => address_page(&ctx, &q).into_iter().cloned().collect(),
+    };
+    let more = addrs.len() > limit;
+    let settled = ctx.status.settled();
+    let mut rows = Vec::new();
+    for a in addrs.into_iter().take(limit) {
+        let s = ctx.answers.epoch_summary(&a, n, now).await?;
+        let mut v = json!(s);
+        v["settled"] =
+            json!(settled
+                .is_some_and(|w| s.end <= w
+                    && s.end == s.start + ctx.answers.epoch_config().length_secs as i64));
+        rows.push((v, a));
+    }
+    let (items, next) = paginate(rows, more)?;
+    Ok(Json(
+        json!({ "items": items, "next": next, "settled_until": settled }),
+    ))
+}
+
+async fn position(State(ctx): State<NodeContext>) -> Result<Json<Value>, Error> {
+    let p = ctx.store.position().await.map_err(internal)?;
+    Ok(Json(json!({
+        "node_id": &*ctx.node_id,
+        "index": p.index,
+        "chaining_hash": p.chaining_hash,
+        "partial_items": p.partial_items,
+        "log_time": p.log_time,
+        "settled_until": ctx.status.settled(),
+        "events_digest": p.events_digest,
+        "events_count": p.events_count,
+    })))
+}
+
+/// Applied events with their quorum proofs, in log order (`cursor` = last seq seen).
+async fn events(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json<Value>, Error> {
+    let after = match q.get("cursor") {
+        Some(c) => c
+            .parse()
+            .map_err(|_| Error::BadRequest("malformed cursor".into()))?,
+        None => opt_int(&q, "after", 0)?,
+    };
+    let limit = page_limit(&q)?;
+    let rows = ctx
+        .store
+        .events(
+            q.get("address").map(String::as_str),
+            after,
+            limit as u32 + 1,
+        )
+        .await
+        .map_err(internal)?;
+    let more = rows.len() > limit;
+    let rows: Vec<(Value, String)> = rows
+        .into_iter()
+        .take(limit)
+        .map(|r| {
+            let e = r.event;
+            (
+                json!({
+                    "seq": r.seq, "zellular_index": r.zellular_index,
+                    "address": e.address, "state": e.state, "timestamp": e.timestamp,
+                    "aggregated_signature": e.aggregated_signature,
+                    "non_signing_nodes": e.non_signing_nodes,
+                    "log_time": r.log_time,
+                }),
+                r.seq.to_string(),
+            )
+        })
+        .collect();
+    let (items, next) = paginate(rows, more)?;
+    Ok(Json(json!({ "items": items, "next": next })))
+}
