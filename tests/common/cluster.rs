@@ -16,8 +16,10 @@ use super::*;
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
-    pub _seq: DevSequencer,
+    pub seq: Option<DevSequencer>,
     pub seq_srv: Running,
+    /// The sequencer's URL (kept across a stop and a restart on the same port).
+    pub seq_url: String,
     pub ids: Vec<Identity>,
     pub addrs: Vec<SocketAddr>,
     pub nodes: Vec<Option<Running>>,
@@ -77,7 +79,8 @@ impl Cluster {
         cc.retry_initial = Duration::from_millis(10);
         let mut c = Cluster {
             dir,
-            _seq: seq,
+            seq: Some(seq),
+            seq_url: seq_srv.url.clone(),
             seq_srv,
             ids,
             addrs,
@@ -129,6 +132,7 @@ impl Cluster {
             ..Default::default()
         };
         cfg.zellular.operators_file = Some(self.dir.path().join("seq/operators.json"));
+        cfg.zellular.gateways = vec![self.seq_url.clone()];
         cfg.zellular.poll_max_ms = 50;
         cfg.probe.interval_ms = 100;
         cfg.probe.timeout_ms = 500;
@@ -196,6 +200,32 @@ impl Cluster {
         self.get(i, "/v1/position").await.1
     }
 
+    /// Stops the sequencer (its log stays on disk).
+    pub async fn stop_sequencer(&mut self) {
+        let addr = self.seq_srv.addr;
+        let stopped = std::mem::replace(
+            &mut self.seq_srv,
+            Running {
+                addr,
+                url: self.seq_url.clone(),
+                stop: CancellationToken::new(),
+                task: tokio::spawn(async {}),
+            },
+        );
+        stopped.shutdown().await;
+        // The last handle goes: the log's lock is released for a restart.
+        self.seq = None;
+    }
+
+    /// Starts the sequencer again on the same port, from its log.
+    pub async fn start_sequencer(&mut self) {
+        let mut sc = devseq_config(&self.dir.path().join("seq"));
+        sc.clock = self.clock.clone();
+        let (seq, srv) = start_devseq(sc, self.seq_srv.addr).await;
+        self.seq = Some(seq);
+        self.seq_srv = srv;
+    }
+
     /// The rows of a paginated `/v1/` answer (first page).
     pub async fn items(&self, i: usize, path: &str) -> Vec<Value> {
         let (status, v) = self.get(i, path).await;
@@ -228,11 +258,17 @@ impl Cluster {
 
     /// Waits until every running node has applied up to the sequencer's last index.
     pub async fn settle(&self) {
-        let last = get_json(&self.http, &format!("{}/node/state", self.seq_srv.url)).await;
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.settle_only(&all).await;
+    }
+
+    /// [`Cluster::settle`] for some nodes only.
+    pub async fn settle_only(&self, which: &[usize]) {
+        let last = get_json(&self.http, &format!("{}/node/state", self.seq_url)).await;
         let want = last["data"]["apps"]["livenessd"]["last_sequenced_index"]
             .as_u64()
             .unwrap_or(0);
-        for i in 0..self.nodes.len() {
+        for &i in which {
             if self.nodes[i].is_none() {
                 continue;
             }
