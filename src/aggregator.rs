@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AggregationConfig;
 use crate::events::{state_message, Event, NodeState};
 use crate::metrics;
-use crate::node::NodeContext;
+use crate::node::context::NodeContext;
 use crate::peers::{Answer, Collection};
 use crate::signer::StateAttestation;
 use crate::zellular::Client;

@@ -342,7 +342,9 @@ impl Default for ZellularConfig {
             gateways: Vec::new(),
             operators_file: None,
             subgraph_url: None,
-            threshold_percent: crate::zellular::DEFAULT_THRESHOLD_PERCENT,
+            // The SDK's default (`zellular::DEFAULT_THRESHOLD_PERCENT`; a test
+            // keeps the two equal without making config depend on zellular).
+            threshold_percent: 67.0,
             request_timeout_ms: 10_000,
             poll_max_ms: 1_000,
         }

@@ -29,9 +29,9 @@ struct Inner {
     index: AtomicU64,
     /// Clock time at which a newly finalized batch was last applied (or the start).
     last_sync_seen_at: AtomicI64,
-    /// Set when the stream found nothing new at its gateway, cleared when a new
-    /// stream starts (resume, gateway switch).
-    reached_head: AtomicBool,
+    /// Set by the finalized stream when it found nothing new at its gateway,
+    /// cleared when a new stream starts (resume, gateway switch).
+    reached_head: Arc<AtomicBool>,
     /// A persistent fault, with its reason (set and cleared by the replicator).
     fault: Mutex<Option<String>>,
     /// Whether the last evaluation found the replica stale (for episode counts).
@@ -65,7 +65,7 @@ impl ReplicaStatus {
                 log_time: AtomicI64::new(0),
                 index: AtomicU64::new(0),
                 last_sync_seen_at: AtomicI64::new(now),
-                reached_head: AtomicBool::new(false),
+                reached_head: Arc::new(AtomicBool::new(false)),
                 fault: Mutex::new(None),
                 stale: AtomicBool::new(true),
             }),
@@ -105,7 +105,12 @@ impl ReplicaStatus {
         self.inner.reached_head.store(v, Ordering::Relaxed);
     }
 
-    /// The flag the finalized stream sets when its gateway has nothing new.
+    /// The flag for the finalized stream to set when its gateway has nothing new.
+    pub fn head_flag(&self) -> Arc<AtomicBool> {
+        self.inner.reached_head.clone()
+    }
+
+    /// Whether the stream reached its gateway's head.
     pub fn reached_head(&self) -> bool {
         self.inner.reached_head.load(Ordering::Relaxed)
     }

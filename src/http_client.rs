@@ -34,7 +34,7 @@ pub fn add_ca_file(path: &Path) -> Result<usize, CaFileError> {
         path: path.display().to_string(),
         why,
     };
-    let pem = std::fs::read(path).map_err(|e| err(crate::store::os_reason(&e)))?;
+    let pem = std::fs::read(path).map_err(|e| err(crate::os_error::reason(&e)))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| err(format!("not a PEM certificate bundle: {e}")))?;
     if certs.is_empty() {

@@ -24,7 +24,8 @@
 //! - [`node`]: the shared [`node::NodeContext`] and the wiring of the tasks.
 //! - [`http`]: the node's HTTP API, a thin adapter over the context.
 //! - [`http_client`]: outgoing HTTPS (rustls, platform roots, extra CAs).
-//! - [`keyfile`]: secret key files with safe permissions.
+//! - [`keyfile`]: secret key files with safe permissions; [`os_error`]: OS
+//!   errors in words.
 //! - [`metrics`], [`process_metrics`]: Prometheus metrics at `/metrics`.
 //! - [`devnet`]: `livenessd devnet`, a local network in one command (`--demo`).
 //! - [`verify`]: `livenessd verify`, offline proof checking; [`audit`]: offline
@@ -47,6 +48,7 @@ pub mod http_client;
 pub mod keyfile;
 pub mod metrics;
 pub mod node;
+pub mod os_error;
 pub mod peers;
 pub mod prober;
 pub mod process_metrics;

@@ -392,7 +392,7 @@ impl Prober {
                             }
                         } else {
                             Cause::Connect {
-                                detail: crate::store::os_reason(&e),
+                                detail: crate::os_error::reason(&e),
                             }
                         },
                     },

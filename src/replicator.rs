@@ -424,7 +424,7 @@ impl Replicator {
                 Cursor::at(self.position.index, self.position.chaining_hash.clone()),
                 self.operators.clone(),
             )
-            .with_status(self.status.clone());
+            .with_head_flag(self.status.head_flag());
         let task = tokio::spawn(async move {
             loop {
                 let r = stream.next_chunk().await;

@@ -22,7 +22,7 @@ use super::Error;
 use crate::answers::{AggregateDowntime, AnswerError, IntervalCursor};
 use crate::events::downtime_message;
 use crate::metrics;
-use crate::node::NodeContext;
+use crate::node::context::NodeContext;
 use crate::peers::Collection;
 use crate::prober::ProbeError;
 use crate::signer::DowntimeAnswer;

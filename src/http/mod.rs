@@ -35,7 +35,7 @@ use tower::ServiceExt;
 
 use crate::config::{HttpConfig, RateLimitConfig};
 use crate::metrics;
-use crate::node::NodeContext;
+use crate::node::context::NodeContext;
 use ratelimit::{Class, RateLimits};
 
 /// Connections beyond `max_connections` that may still ask `/health` or `/ready`.

@@ -43,29 +43,6 @@ impl StoreError {
     }
 }
 
-/// An OS error in words, without Rust's "(os error N)" suffix: "permission denied".
-pub fn os_reason(e: &std::io::Error) -> String {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        NotFound => "no such file or directory".into(),
-        PermissionDenied => "permission denied".into(),
-        AlreadyExists => "already exists".into(),
-        ReadOnlyFilesystem => "read-only file system".into(),
-        StorageFull => "no space left on device".into(),
-        IsADirectory => "is a directory".into(),
-        NotADirectory => "not a directory".into(),
-        _ => {
-            let s = e.to_string();
-            let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
-            let mut c = s.chars();
-            match c.next() {
-                Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-                None => s,
-            }
-        }
-    }
-}
-
 /// An exclusive advisory lock on `<database>.lock`, held while a process uses the
 /// database: two nodes on one replica would interleave their writes.
 #[derive(Debug)]
@@ -80,7 +57,7 @@ impl DbLock {
     pub fn acquire(db: &Path) -> Result<DbLock, StoreError> {
         let open_err = |path: &Path, what: &str, e: std::io::Error| StoreError::Open {
             path: path.display().to_string(),
-            why: format!("{what}: {}", os_reason(&e)),
+            why: format!("{what}: {}", crate::os_error::reason(&e)),
         };
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -137,7 +114,7 @@ pub(crate) async fn open_pool(
     if let Err(e) = check {
         return Err(StoreError::Open {
             path: path.display().to_string(),
-            why: os_reason(&e),
+            why: crate::os_error::reason(&e),
         });
     }
     let mut opts = SqliteConnectOptions::from_str("sqlite://")?

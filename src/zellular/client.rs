@@ -2,7 +2,7 @@
 //! chaining hash recomputed and every finality signature verified.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,6 @@ use super::chain;
 use super::finality::FinalityMessage;
 use super::operators::{FinalityError, OperatorSource};
 use super::wire::{Envelope, FinalizedBatches, StatefulBatch};
-use crate::freshness::ReplicaStatus;
 use crate::metrics;
 
 /// How the client talks to gateways.
@@ -514,7 +513,7 @@ impl Client {
             ready: VecDeque::new(),
             failed: None,
             poll_delay: self.inner.cfg.poll_min,
-            status: None,
+            head: None,
         }
     }
 
@@ -562,15 +561,15 @@ pub struct FinalizedStream {
     /// Set by an integrity failure; returned again on every later call.
     failed: Option<StreamError>,
     poll_delay: Duration,
-    /// Told when the gateway has nothing new for us (we reached its head).
-    status: Option<ReplicaStatus>,
+    /// Set when the gateway has nothing new for us (we reached its head).
+    head: Option<Arc<AtomicBool>>,
 }
 
 impl FinalizedStream {
-    /// Reports to `status` when the gateway has nothing new after everything before
-    /// was handed out: the stream reached the gateway's head.
-    pub fn with_status(mut self, status: ReplicaStatus) -> Self {
-        self.status = Some(status);
+    /// Sets `flag` when the gateway has nothing new after everything before was
+    /// handed out: the stream reached the gateway's head.
+    pub fn with_head_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.head = Some(flag);
         self
     }
 
@@ -618,8 +617,8 @@ impl FinalizedStream {
             let data = self.client.fetch_finalized(after).await?;
             let Some(data) = data.filter(|d| !d.batches.is_empty()) else {
                 if self.pending.is_empty() {
-                    if let Some(s) = &self.status {
-                        s.set_reached_head(true);
+                    if let Some(f) = &self.head {
+                        f.store(true, Ordering::Relaxed);
                     }
                 }
                 tokio::time::sleep(self.poll_delay).await;

@@ -3,8 +3,12 @@
 //! task that ends on its own stops the node with a reason.
 //!
 //! Data flows one way: probe → attest → sequence → replicate → answer. Every
-//! service takes the [`NodeContext`]; `http` is a thin adapter over it that nothing
-//! else imports.
+//! service takes the [`NodeContext`] (in [`context`], which depends on no service);
+//! `http` is a thin adapter over it that nothing else imports.
+
+pub mod context;
+
+pub use context::{NodeContext, Settings};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,36 +32,6 @@ use crate::store::node::ReplicaStore;
 use crate::zellular::operators::Subgraph;
 use crate::zellular::{Client, ClientConfig, OperatorSet, OperatorSource};
 
-/// The runtime knobs services read, from the configuration.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Network-wide: an event may be at most this much older than its sync point.
-    pub max_event_age: i64,
-    /// Network-wide: an event may be at most this much later than its sync point.
-    pub max_clock_drift: i64,
-    /// Heartbeats are posted after this much silence, milliseconds.
-    pub heartbeat_interval_ms: u64,
-    /// Whether this node runs the aggregator (said at `/health`, for ranking).
-    pub aggregator: bool,
-}
-
-/// Everything the node's services share; cheap to clone.
-#[derive(Clone)]
-pub struct NodeContext {
-    pub node_id: Arc<str>,
-    pub clock: Clock,
-    pub monitors: Arc<MonitorSet>,
-    pub prober: Prober,
-    pub signer: Arc<Signer>,
-    pub answers: Answers,
-    pub store: ReplicaStore,
-    /// How current the replica is (written by the replicator).
-    pub status: ReplicaStatus,
-    /// Client for calls to other monitoring nodes.
-    pub peers: Peers,
-    pub settings: Settings,
-}
-
 /// A node ready to run (everything opened and checked).
 pub struct Node {
     cfg: NodeConfig,
@@ -75,7 +49,7 @@ pub fn zellular_client(cfg: &NodeConfig) -> anyhow::Result<(Client, OperatorSour
                 anyhow!(
                     "zellular.operators_file {}: {}",
                     path.display(),
-                    crate::store::os_reason(&e)
+                    crate::os_error::reason(&e)
                 )
             })?;
             let set = OperatorSet::from_json(&text, z.threshold_percent)
