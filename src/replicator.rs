@@ -145,14 +145,18 @@ impl LogBudget {
         }
     }
 
-    fn report(&mut self, r: Rejections) {
+    /// Logs one line per batch and reason, within the budget; returns how many.
+    fn report(&mut self, r: Rejections) -> usize {
+        let mut lines = 0;
         for ((index, reason), (count, first)) in r.by_batch {
             if self.take() {
                 let suppressed = std::mem::take(&mut self.suppressed);
                 tracing::warn!(index, reason, count, example = %first, suppressed_lines = suppressed,
                     "items of a finalized batch not applied");
+                lines += 1;
             }
         }
+        lines
     }
 }
 
@@ -656,5 +660,149 @@ async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = stop.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MonitoringNode, Threshold};
+    use crate::crypto::bls::SecretKey;
+    use crate::events::{state_message, NodeState};
+    use crate::zellular::{ClientConfig, Operator, OperatorSet};
+
+    const SYNC: i64 = 1_700_000_000;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        dir: std::path::PathBuf,
+        monitors: Arc<MonitorSet>,
+        addresses: Vec<String>,
+        batch: FinalizedBatch,
+    }
+
+    /// One batch of `n` down events (one per address), signed by the only
+    /// monitoring node.
+    fn fixture(n: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let sk = SecretKey::key_gen(&[7; 32]).unwrap();
+        let node = MonitoringNode {
+            id: "N".into(),
+            url: "http://127.0.0.1:1".into(),
+            pubkey: sk.public_key().to_hex(),
+            pop: Some(sk.prove_possession().to_hex()),
+            stake: 1.0,
+        };
+        let monitors = Arc::new(MonitorSet::new(&[node], &[], Threshold::TWO_THIRDS).unwrap());
+        let addresses: Vec<String> = (0..n).map(|i| format!("0x{i:05}")).collect();
+        let events: Vec<Event> = addresses
+            .iter()
+            .map(|a| Event {
+                address: a.clone(),
+                state: NodeState::Down,
+                timestamp: SYNC - 10,
+                aggregated_signature: sk
+                    .sign(state_message(a, NodeState::Down, SYNC - 10).as_bytes())
+                    .to_hex(),
+                non_signing_nodes: vec![],
+            })
+            .collect();
+        let body = serde_json::to_string(&events).unwrap();
+        Fixture {
+            dir: dir.path().to_owned(),
+            _dir: dir,
+            monitors,
+            addresses,
+            batch: FinalizedBatch {
+                index: 1,
+                chaining_hash: crate::zellular::chain::next("", &body),
+                body,
+                timestamp: SYNC,
+            },
+        }
+    }
+
+    async fn replicator(f: &Fixture, db: &str) -> Replicator {
+        let store = ReplicaStore::open(&f.dir.join(db)).await.unwrap();
+        let op = Operator {
+            id: "op".into(),
+            socket: "http://127.0.0.1:1".into(),
+            stake: 1.0,
+            public_key: crate::crypto::bn254::SecretKey::random().public_key_g2(),
+        };
+        Replicator::new(
+            store,
+            f.monitors.clone(),
+            &f.addresses,
+            ApplyWindow {
+                max_event_age: 120,
+                max_clock_drift: 10,
+            },
+            Client::new(ClientConfig::new("app", vec!["http://127.0.0.1:1".into()])),
+            OperatorSource::Static(Arc::new(OperatorSet::new(vec![op], 67.0).unwrap())),
+            ReplicaStatus::new(crate::clock::Clock::manual(SYNC), 30, 120),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_batch_spans_bounded_transactions_and_an_interrupted_one_resumes() {
+        let f = fixture(2_500);
+        // In one go: three transactions of at most 1,000 items.
+        let mut whole = replicator(&f, "whole.sqlite").await;
+        let (pos, report) = whole
+            .apply_chunk(std::slice::from_ref(&f.batch))
+            .await
+            .unwrap();
+        assert_eq!((report.applied, report.transactions), (2_500, 3));
+        assert_eq!(
+            (pos.index, pos.partial_items, pos.events_count),
+            (1, 0, 2_500)
+        );
+
+        // Interrupted after its first transaction (a crash): the cursor says how far
+        // into the batch it got, and a new process finishes it to the same digest.
+        let mut first = replicator(&f, "resumed.sqlite").await;
+        let units = first.units(std::slice::from_ref(&f.batch));
+        let head: Vec<Unit> = units.into_iter().take(MAX_ITEMS_PER_TRANSACTION).collect();
+        first
+            .apply_slice(head, &mut ChunkReport::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            (first.position().index, first.position().partial_items),
+            (0, 1_000)
+        );
+        assert_eq!(first.position().log_time, SYNC);
+        drop(first);
+        let mut again = replicator(&f, "resumed.sqlite").await;
+        let (resumed, report) = again
+            .apply_chunk(std::slice::from_ref(&f.batch))
+            .await
+            .unwrap();
+        assert_eq!((report.applied, report.transactions), (1_500, 2));
+        assert_eq!(resumed, pos, "the same log as in one go");
+    }
+
+    #[test]
+    fn rejected_items_are_summarised_per_batch_and_reason_within_a_budget() {
+        let mut budget = LogBudget::new();
+        // One junk batch of 12,500 items: one line.
+        let mut r = Rejections::default();
+        for _ in 0..12_500 {
+            r.add(7, &EventError::Malformed("junk"));
+        }
+        assert_eq!(budget.report(r), 1);
+        // A flood of 100 junk batches with three reasons each: at most the burst.
+        let mut r = Rejections::default();
+        for index in 0..100 {
+            r.add(index, &EventError::Malformed("junk"));
+            r.add(index, &EventError::InvalidSignature);
+            r.add(index, &EventError::UnknownAddress("x".into()));
+        }
+        let lines = budget.report(r);
+        assert!(lines < LogBudget::BURST as usize, "{lines}");
+        assert!(budget.suppressed > 250, "{}", budget.suppressed);
     }
 }

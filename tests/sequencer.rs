@@ -637,3 +637,54 @@ async fn a_gateway_that_refuses_is_left_for_the_next_one() {
     srv_a.shutdown().await;
     srv_b.shutdown().await;
 }
+
+/// A batch the dev sequencer acknowledged but had not finalized when it stopped is
+/// finalized when it starts again, without waiting for another batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_batch_is_finalized_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = devseq_config(dir.path());
+    // Finalization would only come in an hour.
+    cfg.finalize_interval = Duration::from_secs(3_600);
+    let (seq, srv) = start_devseq(cfg.clone(), any_port()).await;
+    let ops = source_from_file(&seq.operators_file());
+    let client = Client::new(config(&[&srv.url], "app"));
+    client.submit("acknowledged").await.unwrap();
+    assert!(client.last_finalized(&ops).await.unwrap().is_none());
+    let addr = srv.addr;
+    // A stop that skips the final finalization, like a SIGKILL: the task is
+    // aborted, the handles dropped.
+    srv.task.abort();
+    let _ = srv.task.await;
+    // (Its background finalizer only stops on the token, which it takes as
+    // "stop now", not "finalize first".)
+    srv.stop.cancel();
+    drop(seq);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (seq, srv) = start_devseq(cfg, addr).await;
+    let last = client
+        .last_finalized(&source_from_file(&seq.operators_file()))
+        .await
+        .unwrap()
+        .expect("finalized at start");
+    assert_eq!((last.index, last.body.as_str()), (1, "acknowledged"));
+    srv.shutdown().await;
+}
+
+/// A gateway that answers with an endless body is cut off at the size cap: an
+/// error, not unbounded memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_gateway_answer_is_refused_at_the_cap() {
+    use axum::body::Body;
+    let endless = serve_router(Router::new().fallback(|| async {
+        let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+        let stream =
+            futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+        Response::new(Body::from_stream(stream))
+    }));
+    let mut cfg = config(&[&endless.url], "app");
+    cfg.max_attempts = 1;
+    let client = Client::new(cfg);
+    let err = client.fetch_finalized(0).await.unwrap_err();
+    assert!(err.to_string().contains("larger than"), "{err}");
+}

@@ -299,12 +299,30 @@ impl ReplicaStore {
 
     /// Applies accepted events and moves the cursor, in one transaction: a crash
     /// leaves either all of it or none.
+    ///
+    /// A connection whose write failed (a full disk, say) is closed, not returned
+    /// to the pool: its rollback may not have run, and a connection left inside a
+    /// transaction would serve later reads from an old snapshot.
     pub async fn apply(
         &self,
         events: &[Applied],
         cursor: &CursorUpdate,
     ) -> Result<Position, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.pool.acquire().await?;
+        let result = Self::apply_on(&mut conn, events, cursor).await;
+        if result.is_err() {
+            let _ = conn.close().await;
+        }
+        result
+    }
+
+    async fn apply_on(
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        events: &[Applied],
+        cursor: &CursorUpdate,
+    ) -> Result<Position, StoreError> {
+        use sqlx::Connection;
+        let mut tx = conn.begin().await?;
         let r = sqlx::query("SELECT events_digest, events_count FROM cursor WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
