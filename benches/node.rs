@@ -436,12 +436,17 @@ async fn queries(n: usize, addresses: usize) {
     let ctx = NodeContext {
         node_id: "Node1".into(),
         monitors: Arc::new(MonitorSet::new(&q.nodes, &[], Threshold::TWO_THIRDS).unwrap()),
-        prober: Prober::new(&targets, ProbeConfig::default(), clock.clone()),
+        prober: Prober::new(
+            &targets,
+            ProbeConfig::default(),
+            clock.clone(),
+            &Default::default(),
+        ),
         signer: Arc::new(Signer::from_file(&key_file).unwrap()),
         answers: Answers::new(store.clone(), addrs.clone(), epoch),
         store: store.clone(),
         status,
-        peers: Peers::new(Duration::from_secs(1)),
+        peers: Peers::new(Duration::from_secs(1), &Default::default()),
         clock,
         settings: Settings {
             max_event_age: 120,
@@ -581,7 +586,7 @@ async fn probing() {
         successes_to_up: 2,
         degraded_is_up: true,
     };
-    let prober = Prober::new(&targets, cfg, Clock::system());
+    let prober = Prober::new(&targets, cfg, Clock::system(), &Default::default());
     prober.round().await; // warm the connection pools
     let (cpu0, t) = (cpu_seconds(), Instant::now());
     prober.round().await;

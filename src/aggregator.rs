@@ -228,30 +228,45 @@ impl Aggregator {
         }
     }
 
-    /// Posts `[]` when nothing has been finalized for the heartbeat interval (plus
-    /// a random part of it, so several aggregators rarely both post).
+    /// Posts `[]` when nothing has been finalized for the heartbeat interval. The
+    /// aggregators take turns here too: each waits the interval plus its rank for
+    /// this round (keyed on `log_time`) × a twentieth of it, plus a little jitter,
+    /// so one heartbeat is usually posted per round however many aggregate, and a
+    /// silent first-ranked node only delays the next one.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
         let interval = self.pace.heartbeat;
-        let check = (interval / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let step = interval / 20;
+        let check = (interval / 20).clamp(Duration::from_millis(20), Duration::from_secs(1));
         let mut last_posted: Option<tokio::time::Instant> = None;
         let mut failures = 0u32;
-        let mut due = interval.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.5));
         loop {
             if sleep_or_stop(&stop, check).await {
                 return;
             }
             let idle = Duration::from_secs(self.ctx.status.since_last_sync().max(0) as u64);
             let since_post = last_posted.map_or(Duration::MAX, |t| t.elapsed());
+            let round = self.ctx.status.log_time();
+            let rank = rank_of(
+                &self.ctx.node_id,
+                &self.candidates(),
+                "heartbeat",
+                NodeState::Up,
+                round,
+            );
+            let due = if failures > 0 {
+                (interval * failures.min(6)).min(self.pace.retry_max.max(interval))
+            } else {
+                interval + step * rank as u32 + step.mul_f64(rand::thread_rng().gen_range(0.0..0.5))
+            };
             if idle < due || since_post < due {
                 continue;
             }
             match self.client.submit("[]").await {
                 Ok(()) => {
                     metrics::heartbeat_posted();
-                    tracing::debug!(idle_s = idle.as_secs(), "heartbeat posted");
+                    tracing::debug!(idle_s = idle.as_secs(), rank, "heartbeat posted");
                     failures = 0;
                     last_posted = Some(tokio::time::Instant::now());
-                    due = interval.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.5));
                 }
                 Err(e) => {
                     failures += 1;
@@ -260,7 +275,6 @@ impl Aggregator {
                     }
                     // Try again after a back-off, not at every check.
                     last_posted = Some(tokio::time::Instant::now());
-                    due = (interval * failures.min(6)).min(self.pace.retry_max.max(interval));
                 }
             }
         }

@@ -83,6 +83,49 @@ pub enum Command {
     /// apply rules, recompute every derived value. Exit 0 consistent, 1 not,
     /// 2 unreadable.
     Audit(AuditArgs),
+    /// Create and change networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// A new network's files: per-node keys (0600) and configurations, and the
+    /// shared nodes file with every key's proof of possession.
+    Init(NetworkInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NetworkInitArgs {
+    /// Number of monitoring nodes (ids node-0, node-1, ...).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Where to write the files (existing keys there are kept).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Each node's URL as its peers reach it; {i} is its index, {port} 7001 + i.
+    /// For a Kubernetes StatefulSet: http://livenessd-{i}.livenessd:7001
+    #[arg(long, default_value = "http://127.0.0.1:{port}")]
+    pub url_template: String,
+    /// Each node's listen address; {i} and {port} as above.
+    #[arg(long, default_value = "127.0.0.1:{port}")]
+    pub listen_template: String,
+    /// A target, as ADDRESS=HEALTH_URL (repeatable). Default: every node's /health.
+    #[arg(long = "target", value_parser = crate::network::init::parse_target)]
+    pub targets: Vec<(String, String)>,
+    /// The Zellular network's operator set (SDK StaticNetwork JSON), copied beside
+    /// the nodes file.
+    #[arg(long, required_unless_present = "subgraph_url")]
+    pub operators_file: Option<PathBuf>,
+    /// Or the EigenLayer subgraph to read the operator set from (needs --gateway).
+    #[arg(long)]
+    pub subgraph_url: Option<String>,
+    /// Zellular gateways (repeatable; default: the operator set's sockets).
+    #[arg(long = "gateway")]
+    pub gateways: Vec<String>,
+    /// The Zellular app.
+    #[arg(long, default_value = "livenessd")]
+    pub app: String,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Devnet(a)) => crate::devnet::run(a, shutdown_token()).await,
         Some(Command::Verify(a)) => Ok(verify(a)),
         Some(Command::Audit(a)) => Ok(audit(a).await),
+        Some(Command::Network(NetworkCommand::Init(a))) => network_init(a),
         None if cli.node.config.is_none() && !node_env_present() => Ok(usage_hint()),
         None => run_node(cli.node).await,
     }
@@ -209,6 +253,62 @@ fn verify(a: VerifyArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn network_init(a: NetworkInitArgs) -> anyhow::Result<ExitCode> {
+    let mut z = format!("[zellular]\napp = {:?}\n", a.app);
+    if let Some(ops) = &a.operators_file {
+        std::fs::create_dir_all(&a.dir)?;
+        let dest = a.dir.join("operators.json");
+        std::fs::copy(ops, &dest).map_err(|e| {
+            anyhow::anyhow!(
+                "--operators-file {}: {}",
+                ops.display(),
+                crate::os_error::reason(&e)
+            )
+        })?;
+        z += "operators_file = \"../operators.json\"\n";
+    }
+    if let Some(url) = &a.subgraph_url {
+        if a.gateways.is_empty() {
+            anyhow::bail!("--subgraph-url needs at least one --gateway");
+        }
+        z += &format!("subgraph_url = {url:?}\n");
+    }
+    if !a.gateways.is_empty() {
+        z += &format!("gateways = {:?}\n", a.gateways);
+    }
+    let monitors = crate::network::init::init_cli(
+        &a.dir,
+        a.nodes,
+        &a.url_template,
+        &a.listen_template,
+        &a.targets,
+        &z,
+    )?;
+    println!(
+        "network of {} nodes in {}:",
+        monitors.len(),
+        a.dir.display()
+    );
+    println!(
+        "  {}/nodes.json  (shared: every node reads the same file)",
+        a.dir.display()
+    );
+    for m in &monitors {
+        println!(
+            "  {}/{}/  bls.key (0600), node.toml; {}  {}",
+            a.dir.display(),
+            m.id,
+            m.url,
+            &m.pubkey[..16]
+        );
+    }
+    println!(
+        "start a node: livenessd --config {}/node-0/node.toml",
+        a.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether node settings come from the environment (a container without flags).
@@ -282,7 +382,7 @@ async fn run_node(a: NodeArgs) -> anyhow::Result<ExitCode> {
         .context("configuration")?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        .map_err(|e| anyhow::anyhow!("listen {}: {}", cfg.listen, crate::os_error::reason(&e)))?;
     let node = crate::node::Node::open(cfg).await?;
     node.run(listener, shutdown_token()).await?;
     Ok(ExitCode::SUCCESS)
@@ -315,7 +415,7 @@ pub fn shutdown_token() -> CancellationToken {
 async fn run_sequencer(a: SequencerArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", a.listen))?;
+        .map_err(|e| anyhow::anyhow!("--listen {}: {}", a.listen, crate::os_error::reason(&e)))?;
     let addr = listener.local_addr()?;
     let mut cfg = DevSeqConfig::new(
         &a.data_dir,

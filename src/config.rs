@@ -390,12 +390,48 @@ impl Default for HttpConfig {
 /// A configuration problem, naming the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// What figment found, one line per problem: where (file or variable), which
+    /// key, what is wrong.
     #[error("{0}")]
-    Figment(#[from] Box<figment::Error>),
+    Figment(String),
     #[error("{field}: {why}")]
     Invalid { field: String, why: String },
     #[error("{path}: {why}")]
     File { path: String, why: String },
+}
+
+/// Figment's errors in one line each: `node.toml: probe.interval_ms: invalid type…`,
+/// or the environment variable's own name.
+fn figment_message(e: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for err in e {
+        let key = err.path.join(".");
+        let source = match (&err.metadata, &err.profile) {
+            (Some(m), _) => match &m.source {
+                Some(figment::Source::File(p)) => p.display().to_string(),
+                _ if m.name.contains("environment") && !err.path.is_empty() => format!(
+                    "environment variable LIVENESSD_{}",
+                    err.path.join("__").to_uppercase()
+                ),
+                _ => m.name.to_string(),
+            },
+            (None, _) => "configuration".to_owned(),
+        };
+        let kind = match &err.kind {
+            figment::error::Kind::UnknownField(_, expected) => {
+                format!("unknown key; expected one of {}", expected.join(", "))
+            }
+            k => k.to_string(),
+        };
+        lines.push(
+            if key.is_empty() || source.starts_with("environment variable") {
+                format!("{source}: {kind}")
+            } else {
+                format!("{source}: {key}: {kind}")
+            },
+        );
+    }
+    lines.join("\n")
 }
 
 fn invalid(field: impl Into<String>, why: impl Into<String>) -> ConfigError {
@@ -510,7 +546,9 @@ impl NodeConfig {
                     .ignore(&["log_json"]),
             )
             .merge(Serialized::defaults(cli));
-        let mut cfg: NodeConfig = fig.extract().map_err(Box::new)?;
+        let mut cfg: NodeConfig = fig
+            .extract()
+            .map_err(|e| ConfigError::Figment(figment_message(e)))?;
         let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         cfg.merge_reference_nodes()?;

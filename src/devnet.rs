@@ -18,9 +18,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{reference_nodes_json, MonitoringNode, Threshold};
-use crate::crypto::bls::SecretKey;
+use crate::config::{MonitoringNode, Threshold};
 use crate::events::MonitorSet;
+use crate::network::init::{InitSpec, NodeSpec};
 use crate::verify::{verify_value, Verdict};
 
 /// Options of `livenessd devnet`.
@@ -41,6 +41,41 @@ pub struct DevnetArgs {
     /// Probe interval of the nodes, milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub probe_interval_ms: u64,
+    /// How many nodes (the first ones) also aggregate; `all` for every node.
+    #[arg(long, default_value = "2", value_parser = parse_aggregators)]
+    pub aggregators: Aggregators,
+    /// Also monitor this target, as ADDRESS=HEALTH_URL (repeatable).
+    #[arg(long = "target", value_parser = parse_extra_target)]
+    pub extra_targets: Vec<(String, String)>,
+}
+
+/// How many devnet nodes aggregate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregators {
+    First(usize),
+    All,
+}
+
+impl Aggregators {
+    fn includes(self, i: usize) -> bool {
+        match self {
+            Aggregators::All => true,
+            Aggregators::First(n) => i <= n,
+        }
+    }
+}
+
+fn parse_aggregators(s: &str) -> Result<Aggregators, String> {
+    if s == "all" {
+        return Ok(Aggregators::All);
+    }
+    s.parse()
+        .map(Aggregators::First)
+        .map_err(|_| format!("{s:?}: a number of nodes, or `all`"))
+}
+
+fn parse_extra_target(s: &str) -> Result<(String, String), String> {
+    crate::network::init::parse_target(s)
 }
 
 /// The devnet's `settlement.max_event_age_secs`: history settles within seconds.
@@ -162,24 +197,15 @@ struct Devnet {
     control_url: String,
     procs: Vec<Proc>,
     http: reqwest::Client,
+    aggregators: Aggregators,
 }
 
-fn node_toml(
-    i: usize,
-    listen: SocketAddr,
-    targets: &[DemoTarget],
-    probe_interval_ms: u64,
-) -> String {
-    let mut s = format!(
-        r#"# Node{i} of a livenessd devnet (written by `livenessd devnet`).
-node_id = "Node{i}"
-listen = "{listen}"
-database = "replica.sqlite"
-bls_key_file = "bls.key"
-monitoring_nodes_file = "../nodes.json"
-aggregator = {agg}
-
-[zellular]
+/// The tables every devnet node's configuration shares (written after its own
+/// keys by `network::init`).
+fn devnet_tables(args: &DevnetArgs) -> String {
+    let probe_interval_ms = args.probe_interval_ms;
+    format!(
+        r#"[zellular]
 operators_file = "../sequencer/operators.json"
 poll_max_ms = 200
 
@@ -209,24 +235,18 @@ max_clock_drift_secs = 10
 heartbeat_interval_ms = 1000
 bound_ms = 5000
 "#,
-        agg = i <= 2,
         timeout = (probe_interval_ms * 4 / 5).max(100),
         jitter = probe_interval_ms / 10,
-    );
-    for t in targets {
-        s.push_str(&format!(
-            "\n[[targets]]\naddress = \"{}\"\nhttp = \"{}\"\n",
-            t.address,
-            t.url()
-        ));
-    }
-    s
+    )
 }
 
 impl Devnet {
     async fn start(args: &DevnetArgs) -> anyhow::Result<Devnet> {
         if args.nodes == 0 || args.targets == 0 {
             bail!("--nodes and --targets must be at least 1");
+        }
+        if args.aggregators == Aggregators::First(0) {
+            bail!("--aggregators must be at least 1: heartbeats and events come from aggregators");
         }
         let dir = match &args.dir {
             Some(d) => d.clone(),
@@ -283,50 +303,43 @@ impl Devnet {
             targets.push(dt);
         }
 
-        // Keys, nodes.json, configs.
-        let mut monitors = Vec::new();
-        let mut listens = Vec::new();
-        for i in 1..=args.nodes {
-            let ndir = dir.join(format!("node{i}"));
-            std::fs::create_dir_all(&ndir)?;
-            let key_path = ndir.join("bls.key");
-            let sk = if key_path.exists() {
-                SecretKey::from_hex(crate::keyfile::read_secret(&key_path)?.trim())
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?
-            } else {
-                let sk = SecretKey::generate();
-                crate::keyfile::write_secret(&key_path, &(sk.to_hex() + "\n"))?;
-                sk
-            };
-            let listen = ports.next().expect("one port per process");
-            monitors.push(MonitoringNode {
-                id: format!("Node{i}"),
+        // Keys, nodes.json, configs: a new network, as `livenessd network init` makes one.
+        let mut target_info: Vec<(String, String)> = targets
+            .iter()
+            .map(|t| (t.address.clone(), t.url()))
+            .collect();
+        target_info.extend(args.extra_targets.iter().cloned());
+        let listens: Vec<SocketAddr> = ports.by_ref().take(args.nodes).collect();
+        let specs: Vec<NodeSpec> = listens
+            .iter()
+            .enumerate()
+            .map(|(k, listen)| NodeSpec {
+                id: format!("Node{}", k + 1),
                 url: format!("http://{listen}"),
-                pubkey: sk.public_key().to_hex(),
-                pop: Some(sk.prove_possession().to_hex()),
-                stake: 1.0,
-            });
-            listens.push(listen);
-        }
-        std::fs::write(
-            dir.join("nodes.json"),
-            reference_nodes_json(&monitors) + "\n",
-        )?;
+                listen: listen.to_string(),
+                dir_name: format!("node{}", k + 1),
+                aggregator: args.aggregators.includes(k + 1),
+            })
+            .collect();
+        let monitors = crate::network::init::init(&InitSpec {
+            dir: dir.clone(),
+            nodes: specs.clone(),
+            targets: target_info.clone(),
+            tables: devnet_tables(args),
+            stake: 1.0,
+        })?;
         let mut node_urls = Vec::new();
-        for (k, listen) in listens.iter().enumerate() {
-            let i = k + 1;
-            let ndir = dir.join(format!("node{i}"));
-            let cfg_path = ndir.join("node.toml");
-            std::fs::write(
-                &cfg_path,
-                node_toml(i, *listen, &targets, args.probe_interval_ms),
-            )?;
+        for n in &specs {
+            let ndir = dir.join(&n.dir_name);
             procs.push(spawn(
-                &format!("Node{i}"),
-                &["--config".into(), cfg_path.display().to_string()],
+                &n.id,
+                &[
+                    "--config".into(),
+                    ndir.join("node.toml").display().to_string(),
+                ],
                 &ndir.join("node.log"),
             )?);
-            node_urls.push(format!("http://{listen}"));
+            node_urls.push(n.url.clone());
         }
         for u in &node_urls {
             wait_http(
@@ -337,10 +350,6 @@ impl Devnet {
             )
             .await?;
         }
-        let target_info = targets
-            .iter()
-            .map(|t| (t.address.clone(), t.url()))
-            .collect();
         let targets = Arc::new(Mutex::new(targets));
         let control_url = serve_control(targets.clone()).await?;
         Ok(Devnet {
@@ -353,6 +362,7 @@ impl Devnet {
             control_url,
             procs,
             http,
+            aggregators: args.aggregators,
         })
     }
 
@@ -364,7 +374,11 @@ impl Devnet {
             self.dir.display()
         );
         for (i, u) in self.node_urls.iter().enumerate() {
-            let role = if i < 2 { "aggregator" } else { "operator" };
+            let role = if self.aggregators.includes(i + 1) {
+                "aggregator"
+            } else {
+                "operator"
+            };
             println!(
                 "  Node{}      {u}  ({role}; {u}/v1/targets, {u}/metrics)",
                 i + 1

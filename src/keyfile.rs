@@ -6,11 +6,8 @@ use std::path::Path;
 /// Why a key file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {}", crate::os_error::reason(err))]
+    Io { path: String, err: std::io::Error },
     #[error("{path}: permissions {mode:o} let other users read the key; run `chmod 600 {path}`")]
     Permissions { path: String, mode: u32 },
     #[error("{path}: {detail}")]
@@ -18,9 +15,9 @@ pub enum KeyFileError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
-    move |source| KeyFileError::Io {
+    move |err| KeyFileError::Io {
         path: path.display().to_string(),
-        source,
+        err,
     }
 }
 

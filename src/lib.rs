@@ -27,6 +27,7 @@
 //! - [`keyfile`]: secret key files with safe permissions; [`os_error`]: OS
 //!   errors in words.
 //! - [`metrics`], [`process_metrics`]: Prometheus metrics at `/metrics`.
+//! - [`network`]: the network's definition; `livenessd network init`.
 //! - [`devnet`]: `livenessd devnet`, a local network in one command (`--demo`).
 //! - [`verify`]: `livenessd verify`, offline proof checking; [`audit`]: offline
 //!   replay of a replica.
@@ -47,6 +48,7 @@ pub mod http;
 pub mod http_client;
 pub mod keyfile;
 pub mod metrics;
+pub mod network;
 pub mod node;
 pub mod os_error;
 pub mod peers;

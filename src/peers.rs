@@ -78,8 +78,8 @@ pub struct Collection<'a> {
 }
 
 impl Peers {
-    pub fn new(timeout: Duration) -> Self {
-        let http = crate::http_client::builder()
+    pub fn new(timeout: Duration, roots: &crate::http_client::Roots) -> Self {
+        let http = crate::http_client::builder_with(roots)
             .timeout(timeout)
             .build()
             .unwrap_or_default();

@@ -302,8 +302,13 @@ fn http_cause(e: &reqwest::Error) -> Cause {
 }
 
 impl Prober {
-    pub fn new(targets: &[Target], cfg: ProbeConfig, clock: Clock) -> Self {
-        let http = crate::http_client::builder()
+    pub fn new(
+        targets: &[Target],
+        cfg: ProbeConfig,
+        clock: Clock,
+        roots: &crate::http_client::Roots,
+    ) -> Self {
+        let http = crate::http_client::builder_with(roots)
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .connect_timeout(Duration::from_millis(cfg.timeout_ms))
             .pool_max_idle_per_host(1)

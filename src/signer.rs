@@ -44,16 +44,27 @@ pub struct DriftError {
     pub observed: i64,
 }
 
+/// Signed downtime answers remembered: a settled answer never changes and a BLS
+/// signature is deterministic, so the same question needs no second signature
+/// (auditors repeat windows; `/aggregate_downtime` asks every node the same one).
+const DOWNTIME_CACHE: usize = 8_192;
+
 /// The node's signing key.
 pub struct Signer {
     sk: SecretKey,
     public_key: PublicKey,
+    /// Signature (hex) of each downtime message signed recently; cleared when full.
+    downtime_cache: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Signer {
     pub fn new(sk: SecretKey) -> Self {
         let public_key = sk.public_key();
-        Signer { sk, public_key }
+        Signer {
+            sk,
+            public_key,
+            downtime_cache: Default::default(),
+        }
     }
 
     /// Reads the key file (hex), refusing files others can read.
@@ -107,12 +118,30 @@ impl Signer {
     /// Signs a downtime this node computed from its replica.
     pub fn sign_downtime(&self, d: &Downtime) -> DowntimeAnswer {
         let msg = downtime_message(d.address(), d.seconds(), d.from(), d.to());
+        let cached = self
+            .downtime_cache
+            .lock()
+            .expect("cache lock")
+            .get(&msg)
+            .cloned();
+        let signature = match cached {
+            Some(s) => s,
+            None => {
+                let s = self.sk.sign(msg.as_bytes()).to_hex();
+                let mut cache = self.downtime_cache.lock().expect("cache lock");
+                if cache.len() >= DOWNTIME_CACHE {
+                    cache.clear();
+                }
+                cache.insert(msg, s.clone());
+                s
+            }
+        };
         DowntimeAnswer {
             address: d.address().to_owned(),
             from_timestamp: d.from(),
             to_timestamp: d.to(),
             total_downtime_seconds: d.seconds(),
-            signature: self.sk.sign(msg.as_bytes()).to_hex(),
+            signature,
         }
     }
 }

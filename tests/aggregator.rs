@@ -171,34 +171,6 @@ async fn an_outage_is_detected_proven_replicated_and_answered() {
     blspy_check(&items);
 }
 
-/// Hands the signatures to the reference library when it is available
-/// (scripts/test.sh sets BLSPY_PYTHON to the SDK venv's python).
-fn blspy_check(items: &[Value]) {
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("blspy-roundtrip.json");
-    std::fs::write(&path, serde_json::to_string_pretty(items).unwrap()).unwrap();
-    let Ok(python) = std::env::var("BLSPY_PYTHON") else {
-        println!(
-            "BLSPY_PYTHON not set: blspy round trip written to {}",
-            path.display()
-        );
-        return;
-    };
-    let out = std::process::Command::new(python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/blspy_verify.py"
-        ))
-        .arg(&path)
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(
-        out.status.success(),
-        "blspy rejected: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_aggregators_one_down_and_one_up() {
     let c = Cluster::start_with(

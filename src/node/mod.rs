@@ -40,9 +40,12 @@ pub struct Node {
     client: Client,
 }
 
-/// The sequencer's operator set and the gateways to use, from the config.
-pub fn zellular_client(cfg: &NodeConfig) -> anyhow::Result<(Client, OperatorSource)> {
+/// The sequencer's operator set and the gateways to use, from the config. Without
+/// configured gateways, the operators' sockets are used, the sequencer's last (as
+/// the SDK does, it is asked to order batches, not to serve them).
+pub async fn zellular_client(cfg: &NodeConfig) -> anyhow::Result<(Client, OperatorSource)> {
     let z = &cfg.zellular;
+    let roots = crate::http_client::Roots::from_files(&cfg.tls.ca_files).context("tls.ca_files")?;
     let (source, sockets) = match (&z.operators_file, &z.subgraph_url) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -63,13 +66,15 @@ pub fn zellular_client(cfg: &NodeConfig) -> anyhow::Result<(Client, OperatorSour
             (OperatorSource::Static(Arc::new(set)), sockets)
         }
         (None, Some(url)) => (
-            OperatorSource::Subgraph(Arc::new(Subgraph::new(url.clone(), z.threshold_percent))),
+            OperatorSource::Subgraph(Arc::new(
+                Subgraph::new(url.clone(), z.threshold_percent).with_roots(&roots),
+            )),
             Vec::new(),
         ),
         (None, None) => bail!("zellular: no operator set configured"),
     };
     let mut gateways = if z.gateways.is_empty() {
-        sockets
+        sequencer_last(sockets, &roots).await
     } else {
         z.gateways.clone()
     };
@@ -80,6 +85,7 @@ pub fn zellular_client(cfg: &NodeConfig) -> anyhow::Result<(Client, OperatorSour
     let mut cc = ClientConfig::new(z.app.clone(), gateways);
     cc.request_timeout = Duration::from_millis(z.request_timeout_ms);
     cc.poll_max = Duration::from_millis(z.poll_max_ms);
+    cc.roots = roots;
     Ok((Client::new(cc), source))
 }
 
@@ -110,9 +116,10 @@ impl Node {
                 me.public_key
             );
         }
+        // (Its errors name the file.)
         let store = ReplicaStore::open(&cfg.database)
             .await
-            .with_context(|| format!("database {}", cfg.database.display()))?;
+            .map_err(|e| anyhow!("database: {e}"))?;
         // A replica edited behind the node's back is refused, naming the first bad row.
         let started = Instant::now();
         match store.check_integrity().await {
@@ -129,7 +136,9 @@ impl Node {
             Err(e) => bail!("database {}: {e}", cfg.database.display()),
         }
         let addresses: Vec<String> = cfg.targets.iter().map(|t| t.address.clone()).collect();
-        let (client, operators) = zellular_client(&cfg)?;
+        let roots =
+            crate::http_client::Roots::from_files(&cfg.tls.ca_files).context("tls.ca_files")?;
+        let (client, operators) = zellular_client(&cfg).await?;
         check_app(&client, &operators).await?;
         let monitors = Arc::new(monitors);
         let status = ReplicaStatus::new(
@@ -155,12 +164,12 @@ impl Node {
         let ctx = NodeContext {
             node_id: cfg.node_id.as_str().into(),
             monitors,
-            prober: Prober::new(&cfg.targets, cfg.probe.clone(), clock.clone()),
+            prober: Prober::new(&cfg.targets, cfg.probe.clone(), clock.clone(), &roots),
             signer: Arc::new(signer),
             answers: Answers::new(store.clone(), addresses, cfg.epoch.clone()),
             store,
             status,
-            peers: Peers::new(Duration::from_millis(cfg.http.peer_timeout_ms)),
+            peers: Peers::new(Duration::from_millis(cfg.http.peer_timeout_ms), &roots),
             clock,
             settings: Settings {
                 max_event_age: window.max_event_age,
@@ -243,6 +252,49 @@ impl Node {
         ctx.store.close().await;
         result
     }
+}
+
+/// Orders operator sockets so the ones that say `"sequencer": true` at
+/// `/node/state` come last (unreachable ones keep their place).
+async fn sequencer_last(sockets: Vec<String>, roots: &crate::http_client::Roots) -> Vec<String> {
+    if sockets.len() < 2 {
+        return sockets;
+    }
+    let http = crate::http_client::builder_with(roots)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let mut asks = JoinSet::new();
+    for (i, s) in sockets.iter().enumerate() {
+        let (http, url) = (
+            http.clone(),
+            format!("{}/node/state", s.trim_end_matches('/')),
+        );
+        asks.spawn(async move {
+            let is_seq = match http.get(url).send().await {
+                Ok(r) => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .is_ok_and(|v| v["data"]["sequencer"] == true),
+                Err(_) => false,
+            };
+            (i, is_seq)
+        });
+    }
+    let mut sequencer = vec![false; sockets.len()];
+    while let Some(Ok((i, s))) = asks.join_next().await {
+        sequencer[i] = s;
+    }
+    let (mut first, mut last) = (Vec::new(), Vec::new());
+    for (s, is_seq) in sockets.into_iter().zip(sequencer) {
+        if is_seq {
+            last.push(s);
+        } else {
+            first.push(s);
+        }
+    }
+    first.extend(last);
+    first
 }
 
 /// Asks the gateway once whether it knows the app: an unknown app is a

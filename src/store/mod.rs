@@ -60,6 +60,12 @@ impl DbLock {
             why: format!("{what}: {}", crate::os_error::reason(&e)),
         };
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(file) = dir.ancestors().find(|a| a.exists() && !a.is_dir()) {
+                return Err(StoreError::Open {
+                    path: db.display().to_string(),
+                    why: format!("{} is a file, not a directory", file.display()),
+                });
+            }
             std::fs::create_dir_all(dir)
                 .map_err(|e| open_err(db, &format!("cannot create {}", dir.display()), e))?;
         }

@@ -36,6 +36,8 @@ pub struct ClientConfig {
     pub max_response_bytes: usize,
     /// Batches read but not yet covered by a finality signature are held up to this size.
     pub max_pending_bytes: usize,
+    /// Extra certificate roots for HTTPS gateways.
+    pub roots: crate::http_client::Roots,
 }
 
 impl ClientConfig {
@@ -55,6 +57,7 @@ impl ClientConfig {
             // zsequencer caps one answer at about 10 MB (divided by its node count).
             max_response_bytes: 16 << 20,
             max_pending_bytes: 32 << 20,
+            roots: Default::default(),
         }
     }
 }
@@ -220,7 +223,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(cfg: ClientConfig) -> Self {
-        let http = crate::http_client::builder()
+        let http = crate::http_client::builder_with(&cfg.roots)
             .timeout(cfg.request_timeout)
             .pool_max_idle_per_host(4)
             .build()

@@ -373,6 +373,15 @@ impl Subgraph {
         }
     }
 
+    /// Trusts `roots` beside the platform's for an HTTPS subgraph.
+    pub fn with_roots(mut self, roots: &crate::http_client::Roots) -> Self {
+        self.http = crate::http_client::builder_with(roots)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        self
+    }
+
     /// Replaces the list of operators whose stake is not capped at 1.
     pub fn with_uncapped(mut self, ids: Vec<String>) -> Self {
         self.uncapped = ids;

@@ -233,3 +233,124 @@ pub fn named<'a>(v: &'a Value, list: &str, name: &str) -> &'a Value {
 pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// Hands signatures to the reference library, blspy (`PopSchemeMPL`), as a third
+/// party would check them. `scripts/test.sh` installs it and sets `BLSPY_PYTHON`
+/// (and `BLSPY_REQUIRED`, so a missing library fails instead of skipping).
+/// Each item: `{"kind", "message", "public_keys": [hex G1], "signature": hex G2}`.
+pub fn blspy_check(items: &[Value]) {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "blspy-{}-{}.json",
+        std::process::id(),
+        items.len()
+    ));
+    std::fs::write(&path, serde_json::to_string_pretty(items).unwrap()).unwrap();
+    let Ok(python) = std::env::var("BLSPY_PYTHON") else {
+        assert!(
+            std::env::var_os("BLSPY_REQUIRED").is_none(),
+            "BLSPY_REQUIRED is set but BLSPY_PYTHON is not"
+        );
+        println!(
+            "BLSPY_PYTHON not set (scripts/test.sh sets it): blspy check written to {}",
+            path.display()
+        );
+        return;
+    };
+    let out = std::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/blspy_verify.py"
+        ))
+        .arg(&path)
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "blspy rejected: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority made for a test, and a certificate for `localhost` /
+/// `127.0.0.1` signed by it.
+pub struct TestCa {
+    /// The CA certificate, PEM: what a client must trust.
+    pub ca_pem: String,
+    server: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+        livenessd::http_client::install_crypto_provider();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "livenessd test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let mut leaf_params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        leaf_params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+        let key =
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
+                .unwrap();
+        let server = tokio_rustls::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
+            .unwrap();
+        TestCa {
+            ca_pem: ca_cert.pem(),
+            server: std::sync::Arc::new(server),
+        }
+    }
+
+    /// Serves `router` over HTTPS on a loopback port; the URL is `https://localhost:PORT`.
+    pub fn serve(&self, router: axum::Router) -> Running {
+        use hyper_util::rt::TokioIo;
+        use hyper_util::service::TowerToHyperService;
+        let listener = bind(any_port());
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.server.clone());
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    _ = token.cancelled() => return,
+                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                };
+                let (acceptor, router) = (acceptor.clone(), router.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = TowerToHyperService::new(router);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        Running {
+            addr,
+            url: format!("https://localhost:{}", addr.port()),
+            stop,
+            task,
+        }
+    }
+
+    /// Writes the CA certificate to `dir/ca.pem`.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let p = dir.join("ca.pem");
+        std::fs::write(&p, &self.ca_pem).unwrap();
+        p
+    }
+}
