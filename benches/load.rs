@@ -358,6 +358,7 @@ async fn prefilled(db: &Path, address: &str, n: usize) {
                         chaining_hash: String::new(),
                         partial_items: 0,
                         log_time: ts,
+                        monitoring_starts: vec![],
                     },
                 )
                 .await

@@ -398,6 +398,7 @@ async fn queries(n: usize, addresses: usize) {
                     chaining_hash: "chain".into(),
                     partial_items: 0,
                     log_time: 1_600_000_000 + end as i64,
+                    monitoring_starts: vec![],
                 },
             )
             .await
@@ -453,7 +454,9 @@ async fn queries(n: usize, addresses: usize) {
             max_clock_drift: 10,
             heartbeat_interval_ms: 10_000,
             aggregator: false,
+            url: "http://127.0.0.1:1".into(),
         },
+        stats: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

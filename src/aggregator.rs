@@ -230,20 +230,22 @@ impl Aggregator {
 
     /// Posts `[]` when nothing has been finalized for the heartbeat interval. The
     /// aggregators take turns here too: each waits the interval plus its rank for
-    /// this round (keyed on `log_time`) × a twentieth of it, plus a little jitter,
-    /// so one heartbeat is usually posted per round however many aggregate, and a
-    /// silent first-ranked node only delays the next one.
+    /// this round (keyed on `log_time`) × a step (a tenth of the interval, at least
+    /// the 250 ms a heartbeat takes to reach the replicas), plus a little jitter, so
+    /// one heartbeat is usually posted per round however many aggregate, and a
+    /// silent first-ranked node only delays the next one. Timed on the monotonic
+    /// clock: whole seconds would put every rank on the same second.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
         let interval = self.pace.heartbeat;
-        let step = interval / 20;
-        let check = (interval / 20).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let step = (interval / 10).max(Duration::from_millis(250));
+        let check = (step / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
         let mut last_posted: Option<tokio::time::Instant> = None;
         let mut failures = 0u32;
         loop {
             if sleep_or_stop(&stop, check).await {
                 return;
             }
-            let idle = Duration::from_secs(self.ctx.status.since_last_sync().max(0) as u64);
+            let idle = self.ctx.status.idle();
             let since_post = last_posted.map_or(Duration::MAX, |t| t.elapsed());
             let round = self.ctx.status.log_time();
             let rank = rank_of(
@@ -264,7 +266,7 @@ impl Aggregator {
             match self.client.submit("[]").await {
                 Ok(()) => {
                     metrics::heartbeat_posted();
-                    tracing::debug!(idle_s = idle.as_secs(), rank, "heartbeat posted");
+                    tracing::debug!(idle_ms = idle.as_millis() as u64, rank, "heartbeat posted");
                     failures = 0;
                     last_posted = Some(tokio::time::Instant::now());
                 }

@@ -114,7 +114,7 @@ impl IntervalCursor {
     }
 }
 
-/// Per-epoch figures for one address.
+/// Per-epoch figures for one address, over the time it was monitored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpochSummary {
     pub address: String,
@@ -122,10 +122,22 @@ pub struct EpochSummary {
     pub start: i64,
     /// Exclusive end; for the current epoch, figures run up to `now`.
     pub end: i64,
+    /// Whether the epoch is over (`end` is its real end).
+    pub complete: bool,
+    /// Seconds of `[start, end)` during which the network monitored the address.
+    pub monitored_seconds: i64,
+    /// Seconds down within the monitored part.
     pub downtime_seconds: i64,
-    /// Down intervals overlapping the epoch (one that began earlier counts too).
+    /// Down intervals overlapping the monitored part (one that began earlier counts too).
     pub outages: u64,
-    pub uptime_percent: f64,
+    /// `(monitored − downtime) / monitored`, rounded to 6 decimals; `None` when
+    /// nothing of the epoch was monitored: unknown is not up.
+    pub uptime_ratio: Option<f64>,
+}
+
+/// A ratio rounded to 6 decimals (about 0.09 s a day): readable, and stable.
+pub fn round_ratio(r: f64) -> f64 {
+    (r * 1e6).round() / 1e6
 }
 
 /// Why a question cannot be answered.
@@ -135,6 +147,9 @@ pub enum AnswerError {
     UnknownAddress(String),
     #[error("{0}")]
     BadRange(String),
+    /// About a time that has not come.
+    #[error("{0}")]
+    NotYet(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -231,19 +246,31 @@ impl Answers {
     ) -> Result<(Vec<(Interval, IntervalCursor)>, bool), AnswerError> {
         self.known(address)?;
         check_range(from, to)?;
+        // The table starts where monitoring started: before it, nothing is known.
+        let Some(since) = self.store.monitored_since(address).await? else {
+            return Ok((Vec::new(), false));
+        };
+        let from = from.max(since);
+        if from > to {
+            return Ok((Vec::new(), false));
+        }
         let limit = limit.max(1) as usize;
         // (state, start, the cursor that resumes after this row)
         let mut rows: Vec<(NodeState, i64, IntervalCursor)> = Vec::new();
         let after = match cursor {
             IntervalCursor::Start => {
                 let b = self.before(address, from).await?;
-                rows.push((b.state, b.since, IntervalCursor::After(i64::MIN, i64::MIN)));
+                rows.push((
+                    b.state,
+                    b.since.max(since),
+                    IntervalCursor::After(i64::MIN, i64::MIN),
+                ));
                 None
             }
             IntervalCursor::After(t, s) => Some((t, s)),
         };
         // One event more than the page holds: it ends the page's last row.
-        let want = (limit + 1).saturating_sub(rows.len());
+        let want = limit + 1;
         let events: Vec<StoredEvent> = self
             .store
             .events_in(address, from, to, after, want as u32)
@@ -251,9 +278,18 @@ impl Answers {
         for e in &events {
             rows.push((
                 e.event.state,
-                e.event.timestamp,
+                e.event.timestamp.max(since),
                 IntervalCursor::After(e.event.timestamp, e.seq),
             ));
+        }
+        // The state before `from`, cut to nothing by monitoring's start or by a
+        // transition at exactly `from`, is no row.
+        if cursor == IntervalCursor::Start
+            && rows.len() > 1
+            && rows[0].1 == from
+            && rows[1].1 == from
+        {
+            rows.remove(0);
         }
         let more = rows.len() > limit;
         let next_start = if more {
@@ -293,7 +329,52 @@ impl Answers {
             .filter(|s| *s >= 0 && s.checked_add(len).is_some())
     }
 
-    /// Figures for `address` in epoch `n`, up to `now` for the current one.
+    /// When the network began monitoring `address` (`None`: not yet).
+    pub async fn monitored_since(&self, address: &str) -> Result<Option<i64>, AnswerError> {
+        self.known(address)?;
+        Ok(self.store.monitored_since(address).await?)
+    }
+
+    /// Figures for `address` over `[from, to)`, monitored time only.
+    async fn figures(
+        &self,
+        address: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(i64, i64, u64), AnswerError> {
+        let Some(since) = self.store.monitored_since(address).await? else {
+            return Ok((0, 0, 0));
+        };
+        let start = from.max(since);
+        if start >= to {
+            return Ok((0, 0, 0));
+        }
+        let before = self.before(address, start).await?;
+        let downtime = self.cum(address, to).await? - self.cum(address, start).await?;
+        // Down transitions with start ≤ t < to: those at `to` belong to what follows.
+        let downs_before = |s: Option<TargetState>| s.map_or(0, |s| s.outages);
+        let outages = u64::from(before.state == NodeState::Down)
+            + (downs_before(self.store.state_at(address, to, true).await?)
+                - downs_before(self.store.state_at(address, start, true).await?))
+                as u64;
+        Ok((to - start, downtime, outages))
+    }
+
+    /// Uptime of `address` over `[from, to)`, monitored time only; `None` when none
+    /// of it was monitored.
+    pub async fn uptime(
+        &self,
+        address: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<f64>, AnswerError> {
+        self.known(address)?;
+        let (monitored, down, _) = self.figures(address, from, to).await?;
+        Ok((monitored > 0).then(|| round_ratio((monitored - down) as f64 / monitored as f64)))
+    }
+
+    /// Figures for `address` in epoch `n`, up to `now` for the current one; an
+    /// epoch that has not begun is refused.
     pub async fn epoch_summary(
         &self,
         address: &str,
@@ -305,29 +386,24 @@ impl Answers {
         let start = self
             .epoch_start(n)
             .ok_or_else(|| AnswerError::BadRange(format!("epoch {n} is out of range")))?;
+        if start > now {
+            return Err(AnswerError::NotYet(format!(
+                "epoch {n} begins at {start}, in the future"
+            )));
+        }
         let end = (start + len).min(now.max(start));
-        let before = self.before(address, start).await?;
-        let downtime = self.cum(address, end).await? - self.cum(address, start).await?;
-        // Down transitions with start ≤ t < end: those at `end` belong to the next epoch.
-        let downs_before = |s: Option<TargetState>| s.map_or(0, |s| s.outages);
-        let outages = u64::from(before.state == NodeState::Down)
-            + (downs_before(self.store.state_at(address, end, true).await?)
-                - downs_before(self.store.state_at(address, start, true).await?))
-                as u64;
-        let span = end - start;
-        let uptime_percent = if span > 0 {
-            100.0 * (span - downtime) as f64 / span as f64
-        } else {
-            100.0
-        };
+        let (monitored, downtime, outages) = self.figures(address, start, end).await?;
         Ok(EpochSummary {
             address: address.to_owned(),
             epoch: n,
             start,
             end,
+            complete: end == start + len,
+            monitored_seconds: monitored,
             downtime_seconds: downtime,
             outages,
-            uptime_percent,
+            uptime_ratio: (monitored > 0)
+                .then(|| round_ratio((monitored - downtime) as f64 / monitored as f64)),
         })
     }
 }

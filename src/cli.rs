@@ -86,6 +86,19 @@ pub enum Command {
     /// Create and change networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Copy a secret key to a private file (0600, owned by this user), as a
+    /// Kubernetes init container does from a mounted Secret.
+    KeyInstall(KeyInstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyInstallArgs {
+    /// The key as mounted (a Secret's file; its permissions are not checked).
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Where livenessd will read it (written 0600; must not exist).
+    #[arg(long)]
+    pub to: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,10 +116,13 @@ pub struct NetworkInitArgs {
     /// Where to write the files (existing keys there are kept).
     #[arg(long)]
     pub dir: PathBuf,
-    /// Each node's URL as its peers reach it; {i} is its index, {port} 7001 + i.
-    /// For a Kubernetes StatefulSet: http://livenessd-{i}.livenessd:7001
+    /// Each node's URL as its peers reach it; {i} is its index, {port} the base
+    /// port + i. For a Kubernetes StatefulSet: http://livenessd-{i}.livenessd:7001
     #[arg(long, default_value = "http://127.0.0.1:{port}")]
     pub url_template: String,
+    /// {port} of node i is this + i.
+    #[arg(long, default_value_t = 7001)]
+    pub base_port: u16,
     /// Each node's listen address; {i} and {port} as above.
     #[arg(long, default_value = "127.0.0.1:{port}")]
     pub listen_template: String,
@@ -225,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Verify(a)) => Ok(verify(a)),
         Some(Command::Audit(a)) => Ok(audit(a).await),
         Some(Command::Network(NetworkCommand::Init(a))) => network_init(a),
+        Some(Command::KeyInstall(a)) => key_install(a),
         None if cli.node.config.is_none() && !node_env_present() => Ok(usage_hint()),
         None => run_node(cli.node).await,
     }
@@ -278,14 +295,15 @@ fn network_init(a: NetworkInitArgs) -> anyhow::Result<ExitCode> {
     if !a.gateways.is_empty() {
         z += &format!("gateways = {:?}\n", a.gateways);
     }
-    let monitors = crate::network::init::init_cli(
-        &a.dir,
-        a.nodes,
-        &a.url_template,
-        &a.listen_template,
-        &a.targets,
-        &z,
-    )?;
+    let monitors = crate::network::init::init_cli(&crate::network::init::CliSpec {
+        dir: &a.dir,
+        nodes: a.nodes,
+        url_template: &a.url_template,
+        listen_template: &a.listen_template,
+        base_port: a.base_port,
+        targets: &a.targets,
+        tables: &z,
+    })?;
     println!(
         "network of {} nodes in {}:",
         monitors.len(),
@@ -356,6 +374,20 @@ async fn audit(a: AuditArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn key_install(a: KeyInstallArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.from)
+        .map_err(|e| anyhow::anyhow!("{}: {}", a.from.display(), crate::os_error::reason(&e)))?;
+    // Refuse to install something that is not a key.
+    crate::crypto::bls::SecretKey::from_hex(text.trim()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a 32-byte hex BLS secret key: {e}",
+            a.from.display()
+        )
+    })?;
+    crate::keyfile::write_secret(&a.to, &(text.trim().to_owned() + "\n"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn keygen(a: KeygenArgs) -> anyhow::Result<ExitCode> {

@@ -48,6 +48,65 @@ pub struct NodeConfig {
     pub freshness: FreshnessConfig,
     pub rate_limit: RateLimitConfig,
     pub tls: TlsConfig,
+    pub notify: NotifyConfig,
+}
+
+/// Notifications of applied (quorum-signed) transitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub webhooks: Vec<WebhookConfig>,
+    /// Notifications waiting per webhook; more are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhooks: Vec::new(),
+            queue: 1_024,
+        }
+    }
+}
+
+/// One webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// A file (mode 0600) holding the HMAC-SHA256 key; each body is signed in
+    /// `X-Livenessd-Signature: sha256=<hex>`.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Only these targets (empty: every target).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// `livenessd` (the event and its proof) or `alertmanager` (its webhook body).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Attempts before a notification is given up (counted).
+    #[serde(default = "eight")]
+    pub max_attempts: u32,
+    /// First pause between attempts; doubles up to a minute.
+    #[serde(default = "one_second")]
+    pub retry_initial_ms: u64,
+}
+
+fn eight() -> u32 {
+    8
+}
+
+fn one_second() -> u64 {
+    1_000
+}
+
+/// The body of a webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    #[default]
+    Livenessd,
+    Alertmanager,
 }
 
 /// When an event may apply, and so when history is settled. Network-wide: every node
@@ -331,6 +390,7 @@ impl Default for NodeConfig {
             freshness: FreshnessConfig::default(),
             rate_limit: RateLimitConfig::default(),
             tls: TlsConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -574,6 +634,11 @@ impl NodeConfig {
         for p in &mut self.tls.ca_files {
             fix(p);
         }
+        for w in &mut self.notify.webhooks {
+            if let Some(p) = &mut w.secret_file {
+                fix(p);
+            }
+        }
     }
 
     fn merge_reference_nodes(&mut self) -> Result<(), ConfigError> {
@@ -777,6 +842,14 @@ impl NodeConfig {
                 return Err(invalid(
                     format!("rate_limit.{name}"),
                     "per_second and burst must be positive (set rate_limit.enabled = false to turn limits off)",
+                ));
+            }
+        }
+        for (i, w) in self.notify.webhooks.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(invalid(
+                    format!("notify.webhooks[{i}].url"),
+                    format!("{:?} is not an http(s) URL", w.url),
                 ));
             }
         }

@@ -47,6 +47,9 @@ pub struct DevnetArgs {
     /// Also monitor this target, as ADDRESS=HEALTH_URL (repeatable).
     #[arg(long = "target", value_parser = parse_extra_target)]
     pub extra_targets: Vec<(String, String)>,
+    /// Every node posts applied transitions to this webhook (repeatable).
+    #[arg(long = "webhook")]
+    pub webhooks: Vec<String>,
 }
 
 /// How many devnet nodes aggregate.
@@ -166,10 +169,14 @@ fn spawn(name: &str, args: &[String], log: &Path) -> anyhow::Result<Proc> {
 
 /// SIGTERM (graceful), then SIGKILL after a grace period.
 async fn terminate(p: &mut Proc) {
-    if let Some(pid) = p.child.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+    // A signal from this process (no `kill` binary needed: the container image
+    // holds nothing but livenessd).
+    if let Some(pid) = p
+        .child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
     if tokio::time::timeout(Duration::from_secs(10), p.child.wait())
         .await
@@ -234,9 +241,14 @@ max_clock_drift_secs = 10
 [freshness]
 heartbeat_interval_ms = 1000
 bound_ms = 5000
-"#,
+{webhooks}"#,
         timeout = (probe_interval_ms * 4 / 5).max(100),
         jitter = probe_interval_ms / 10,
+        webhooks = args
+            .webhooks
+            .iter()
+            .map(|u| format!("\n[[notify.webhooks]]\nurl = {u:?}\n"))
+            .collect::<String>(),
     )
 }
 
@@ -642,31 +654,7 @@ fn strip_ongoing(t: &Value) -> Value {
     t
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) of a unix time.
-pub fn utc(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-fn human(d: i64) -> String {
-    format!("{} h {} min {} s", d / 3600, d % 3600 / 60, d % 60)
-}
+use crate::timefmt::{human, utc};
 
 fn print_table(address: &str, t: &Value) {
     println!(

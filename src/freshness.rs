@@ -29,6 +29,8 @@ struct Inner {
     index: AtomicU64,
     /// Clock time at which a newly finalized batch was last applied (or the start).
     last_sync_seen_at: AtomicI64,
+    /// The same, on the monotonic clock (sub-second: heartbeats take turns by it).
+    last_sync_seen: Mutex<tokio::time::Instant>,
     /// Set by the finalized stream when it found nothing new at its gateway,
     /// cleared when a new stream starts (resume, gateway switch).
     reached_head: Arc<AtomicBool>,
@@ -65,6 +67,7 @@ impl ReplicaStatus {
                 log_time: AtomicI64::new(0),
                 index: AtomicU64::new(0),
                 last_sync_seen_at: AtomicI64::new(now),
+                last_sync_seen: Mutex::new(tokio::time::Instant::now()),
                 reached_head: Arc::new(AtomicBool::new(false)),
                 fault: Mutex::new(None),
                 stale: AtomicBool::new(true),
@@ -86,9 +89,7 @@ impl ReplicaStatus {
         self.inner.index.store(index, Ordering::Relaxed);
         let before = self.inner.log_time.fetch_max(log_time, Ordering::Relaxed);
         if log_time > before {
-            self.inner
-                .last_sync_seen_at
-                .store(self.inner.clock.now(), Ordering::Relaxed);
+            self.sync_seen();
         }
         metrics::replica_position(index, log_time);
     }
@@ -98,6 +99,7 @@ impl ReplicaStatus {
         self.inner
             .last_sync_seen_at
             .store(self.inner.clock.now(), Ordering::Relaxed);
+        *self.inner.last_sync_seen.lock().expect("sync lock") = tokio::time::Instant::now();
     }
 
     /// The stream reached its gateway's head (`true`), or a new stream starts (`false`).
@@ -132,7 +134,17 @@ impl ReplicaStatus {
         self.inner.index.load(Ordering::Relaxed)
     }
 
-    /// Seconds since a newly finalized batch was last applied.
+    /// How long since a newly finalized batch was last applied, on the monotonic
+    /// clock (for heartbeats).
+    pub fn idle(&self) -> std::time::Duration {
+        self.inner
+            .last_sync_seen
+            .lock()
+            .expect("sync lock")
+            .elapsed()
+    }
+
+    /// Seconds since a newly finalized batch was last applied, by the clock.
     pub fn since_last_sync(&self) -> i64 {
         self.inner.clock.now() - self.inner.last_sync_seen_at.load(Ordering::Relaxed)
     }

@@ -26,7 +26,9 @@
 //! - [`http_client`]: outgoing HTTPS (rustls, platform roots, extra CAs).
 //! - [`keyfile`]: secret key files with safe permissions; [`os_error`]: OS
 //!   errors in words.
-//! - [`metrics`], [`process_metrics`]: Prometheus metrics at `/metrics`.
+//! - [`metrics`], [`process_metrics`]: Prometheus metrics at `/metrics`;
+//!   [`stats`]: per-target figures for the status page, badges and gauges;
+//!   [`notify`]: webhooks on applied transitions; [`timefmt`]: times for people.
 //! - [`network`]: the network's definition; `livenessd network init`.
 //! - [`devnet`]: `livenessd devnet`, a local network in one command (`--demo`).
 //! - [`verify`]: `livenessd verify`, offline proof checking; [`audit`]: offline
@@ -50,13 +52,16 @@ pub mod keyfile;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod notify;
 pub mod os_error;
 pub mod peers;
 pub mod prober;
 pub mod process_metrics;
 pub mod replicator;
 pub mod signer;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod timefmt;
 pub mod verify;
 pub mod zellular;

@@ -131,6 +131,7 @@ struct Metrics {
     http_connections_open: Gauge,
     http_connections_rejected: Family<Reason, Counter>,
     http_rate_limited: Family<Class, Counter>,
+    webhook_notifications: Family<ResultLabel, Counter>,
     // dev sequencer
     devseq_batches: Counter,
     devseq_finalizations: Counter,
@@ -191,6 +192,7 @@ impl Metrics {
             http_connections_open: Default::default(),
             http_connections_rejected: Default::default(),
             http_rate_limited: Default::default(),
+            webhook_notifications: Default::default(),
             devseq_batches: Default::default(),
             devseq_finalizations: Default::default(),
             devseq_rejected: Default::default(),
@@ -682,6 +684,14 @@ pub fn http_rate_limited(class: &str) {
             class: class.into(),
         })
         .inc();
+}
+
+pub fn webhook_notifications(result: &str, n: u64) {
+    m().webhook_notifications
+        .get_or_create(&ResultLabel {
+            result: result.into(),
+        })
+        .inc_by(n);
 }
 
 // ---- dev sequencer

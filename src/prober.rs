@@ -168,6 +168,10 @@ pub struct Damper {
     /// When the run of probes disagreeing with `state` began (detection latency).
     #[serde(skip)]
     pub streak_started: Option<Instant>,
+    /// The last confirmed change and when its run began, until the replica applies
+    /// it (detection latency).
+    #[serde(skip)]
+    pub confirmed: Option<(NodeState, Instant)>,
 }
 
 impl Default for Damper {
@@ -182,6 +186,7 @@ impl Default for Damper {
             last_failure: None,
             last_failure_at: None,
             streak_started: None,
+            confirmed: None,
         }
     }
 }
@@ -512,8 +517,11 @@ impl Prober {
             }
             d.last = Some(obs.health.clone());
             d.last_latency_seconds = obs.latency.as_secs_f64();
-            let streak = d.streak_started;
             let changed = d.record(obs.state, obs.at, cfg.failures_to_down, cfg.successes_to_up);
+            let streak = d.streak_started;
+            if let Some(state) = changed {
+                d.confirmed = streak.map(|t| (state, t));
+            }
             (changed, cause_changed, streak)
         };
         metrics::probe_success(&obs.address, obs.state == NodeState::Up);
@@ -538,15 +546,19 @@ impl Prober {
         }
     }
 
-    /// Seconds since the first probe of the run that confirmed the current local
-    /// state began, if the target's local state is `state` (detection latency).
-    pub fn detection_started(&self, address: &str) -> Option<Instant> {
-        self.inner
-            .view
-            .read()
-            .expect("view lock")
-            .get(address)
-            .and_then(|d| d.streak_started)
+    /// When the first probe of the run that made this node confirm `state` for
+    /// `address` happened, taken once (the replica applied the change: detection
+    /// latency).
+    pub fn take_detection_start(&self, address: &str, state: NodeState) -> Option<Instant> {
+        let mut view = self.inner.view.write().expect("view lock");
+        let d = view.get_mut(address)?;
+        match d.confirmed {
+            Some((s, t)) if s == state => {
+                d.confirmed = None;
+                Some(t)
+            }
+            _ => None,
+        }
     }
 
     /// One round: every target once, at most `concurrency` at a time, each after a

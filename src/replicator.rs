@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{parse_batch, Event, EventError, MonitorSet};
 use crate::freshness::ReplicaStatus;
 use crate::metrics;
+use crate::stats::AppliedEvent;
 use crate::store::node::{Applied, CursorUpdate, Position, ReplicaStore, TargetState};
 use crate::store::StoreError;
 use crate::zellular::{Client, Cursor, FinalizedBatch, OperatorSource, StreamError};
@@ -169,11 +170,16 @@ pub struct Replicator {
     states: HashMap<String, TargetState>,
     /// The store's position, mirrored.
     position: Position,
+    /// Targets whose monitoring has not started: it starts with the next batch.
+    unmonitored: HashSet<String>,
     window: ApplyWindow,
     client: Client,
     operators: OperatorSource,
     status: ReplicaStatus,
     log: LogBudget,
+    /// Every applied event is announced here (stats, webhooks); a slow listener
+    /// lags and loses its oldest, never slows replication.
+    announce: tokio::sync::broadcast::Sender<AppliedEvent>,
 }
 
 impl Replicator {
@@ -189,6 +195,13 @@ impl Replicator {
         store.init_targets(addresses).await?;
         let states = store.states().await?;
         let position = store.position().await?;
+        let unmonitored = store
+            .monitoring()
+            .await?
+            .into_iter()
+            .filter(|(a, since)| since.is_none() && addresses.contains(a))
+            .map(|(a, _)| a)
+            .collect();
         status.applied(position.index, position.log_time);
         Ok(Replicator {
             store,
@@ -196,12 +209,20 @@ impl Replicator {
             addresses: addresses.iter().cloned().collect(),
             states,
             position,
+            unmonitored,
             window,
             client,
             operators,
             status,
             log: LogBudget::new(),
+            announce: tokio::sync::broadcast::channel(16).0,
         })
+    }
+
+    /// Announces every applied event on `tx` from now on.
+    pub fn announce_to(mut self, tx: tokio::sync::broadcast::Sender<AppliedEvent>) -> Self {
+        self.announce = tx;
+        self
     }
 
     /// The replica's position as last committed.
@@ -323,6 +344,7 @@ impl Replicator {
         .map_err(|e| StoreError::Corrupt(format!("verification task failed: {e}")))?;
         // Rule 5, in sequence order.
         let mut accepted = Vec::new();
+        let mut previous = Vec::new();
         let mut next_states = self.states.clone();
         for ((k, ev), verdict) in candidates.into_iter().zip(verdicts) {
             let u = &slice[k];
@@ -349,6 +371,10 @@ impl Replicator {
                 Ok(()) => {
                     let after = cur.after(ev.state, ev.timestamp);
                     next_states.insert(ev.address.clone(), after);
+                    previous.push(
+                        (cur.since > 0 || cur.state != TargetState::INITIAL.state)
+                            .then_some(cur.since),
+                    );
                     tracing::info!(index = u.index, address = %ev.address, state = %ev.state,
                         timestamp = ev.timestamp, "event applied");
                     accepted.push(Applied {
@@ -374,12 +400,26 @@ impl Replicator {
         // The cursor after this slice: the last batch completed, plus how far into
         // the next one it got.
         let last = slice.last().expect("a slice is never empty");
+        // Targets not monitored yet start with this slice's first batch: at its sync
+        // time, or at their first event in it if that is older (events may be).
+        let monitoring_starts: Vec<(String, i64)> = self
+            .unmonitored
+            .iter()
+            .map(|a| {
+                let first = accepted
+                    .iter()
+                    .find(|x| x.event.address == *a)
+                    .map_or(i64::MAX, |x| x.event.timestamp);
+                (a.clone(), slice[0].sync_time.min(first))
+            })
+            .collect();
         let cursor = match &last.batch_end {
             Some(chain) => CursorUpdate {
                 index: last.index,
                 chaining_hash: chain.clone(),
                 partial_items: 0,
                 log_time: last.sync_time,
+                monitoring_starts,
             },
             // A partial batch's sync point counts too: its remaining items carry
             // timestamps no older than that sync time allows.
@@ -388,13 +428,26 @@ impl Replicator {
                 chaining_hash: self.chain_before(&slice, last.index),
                 partial_items: last.position + 1,
                 log_time: last.sync_time,
+                monitoring_starts,
             },
         };
         let position = self.store.apply(&accepted, &cursor).await?;
         self.states = next_states;
         self.position = position;
+        self.unmonitored.clear();
         self.status
             .applied(self.position.index, self.position.log_time);
+        let live = self.status.reached_head();
+        for (a, previous_since) in accepted.iter().zip(previous) {
+            let _ = self.announce.send(AppliedEvent {
+                zellular_index: a.zellular_index,
+                event: a.event.clone(),
+                log_time: a.log_time,
+                previous_since,
+                network_version: 1,
+                live,
+            });
+        }
         report.applied += accepted.len();
         metrics::events_applied(accepted.len() as u64);
         self.log.report(rejections);

@@ -148,19 +148,20 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
             )
         })
         .collect();
+    // Monitoring of a0 began with its first event (in the log's first batch): the
+    // table starts there, not at 1970.
     assert_eq!(
         rows,
-        vec![
-            ("up".into(), 0, Some(T0 - 100)),
-            ("down".into(), T0 - 100, Some(T0)),
-            ("up".into(), T0, None)
-        ]
+        vec![("down".into(), T0 - 100, Some(T0)), ("up".into(), T0, None)]
     );
 
-    // Epoch 0 is [T0 - 1000, T0): one outage of 100 s (the up at T0 is epoch 1's).
+    // Epoch 0 is [T0 - 1000, T0): a0 was monitored for its last 100 s, all down
+    // (the up at T0 is epoch 1's). Unknown time is not counted as up.
     let ep = c.items(1, &format!("/v1/epochs/0?address={a0}")).await;
+    assert_eq!(ep[0]["monitored_seconds"], 100);
     assert_eq!(ep[0]["downtime_seconds"], 100);
     assert_eq!(ep[0]["outages"], 1);
+    assert_eq!(ep[0]["uptime_ratio"], 0.0);
     assert_eq!(ep[0]["end"], T0);
     let ep = c.items(1, &format!("/v1/epochs/0?address={a1}")).await;
     assert_eq!(
@@ -179,6 +180,9 @@ async fn replicas_apply_good_events_and_reject_bad_ones_identically() {
         ep[0]["downtime_seconds"], 300,
         "up to now in the current epoch"
     );
+    assert_eq!(ep[0]["complete"], false);
+    // An epoch that has not begun has no figures.
+    assert_eq!(c.get(1, &format!("/v1/epochs/5?address={a1}")).await.0, 404);
 
     // An aggregate proof from a quorum of the replicas verifies as a third party would.
     let (status, agg) = c
@@ -686,48 +690,39 @@ fn keygen_writes_a_private_key_file_and_prints_a_valid_pop() {
     assert!(err.to_string().contains("chmod 600"), "{err}");
 }
 
-/// The Kubernetes ConfigMap's node.toml loads with the StatefulSet's variables.
+/// The Kubernetes base's and the test network's node.toml load with the
+/// StatefulSet's variables.
 #[test]
-fn the_kubernetes_configmap_loads() {
-    let cm = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/k8s/configmap.yaml"
-    ))
-    .unwrap();
-    let block = |key: &str| -> String {
-        let mut out = String::new();
-        let mut inside = false;
-        for line in cm.lines() {
-            if line.trim_end() == format!("  {key}: |") {
-                inside = true;
-                continue;
-            }
-            if inside {
-                if !line.is_empty() && !line.starts_with("    ") {
-                    break;
-                }
-                out.push_str(line.strip_prefix("    ").unwrap_or(""));
-                out.push('\n');
-            }
-        }
-        out
-    };
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["node.toml", "nodes.json", "operators.json"] {
-        std::fs::write(dir.path().join(f), block(f)).unwrap();
-    }
-    let cli = livenessd::config::CliOverrides {
-        node_id: Some("node-2".into()),
+fn the_kubernetes_configs_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s");
+    let base = root.join("base/config");
+    let cli = |node_id: Option<&str>| livenessd::config::CliOverrides {
+        node_id: node_id.map(str::to_owned),
         listen: Some("0.0.0.0:7001".parse().unwrap()),
         database: Some("/data/replica.sqlite".into()),
         bls_key_file: Some("/keys/bls.key".into()),
         aggregator: Some(true),
     };
-    let cfg = NodeConfig::load(Some(&dir.path().join("node.toml")), &cli).unwrap();
+    let cfg = NodeConfig::load(Some(&base.join("node.toml")), &cli(None)).unwrap();
+    assert_eq!(cfg.node_id, "operator-a");
+    assert_eq!(cfg.monitoring_nodes.len(), 4);
+    assert_eq!(cfg.targets.len(), 2);
+    // The test network's files replace two of the base's (behavior: merge).
+    let dir = tempfile::tempdir().unwrap();
+    let net = root.join("overlays/test-network/config");
+    for f in ["node.toml", "nodes.json"] {
+        std::fs::copy(net.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::copy(
+        base.join("operators.json"),
+        dir.path().join("operators.json"),
+    )
+    .unwrap();
+    let cfg = NodeConfig::load(Some(&dir.path().join("node.toml")), &cli(Some("node-2"))).unwrap();
     assert_eq!(cfg.monitoring_nodes.len(), 4);
     assert_eq!(
         cfg.monitoring_nodes[2].url,
         "http://livenessd-2.livenessd:7001"
     );
-    assert_eq!(cfg.targets.len(), 2);
+    assert_eq!(cfg.targets.len(), 4);
 }

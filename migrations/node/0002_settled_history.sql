@@ -57,5 +57,9 @@ CREATE TABLE states (
     state      TEXT    NOT NULL CHECK (state IN ('up', 'down')),
     since      INTEGER NOT NULL,
     down_total INTEGER NOT NULL,
-    outages    INTEGER NOT NULL
+    outages    INTEGER NOT NULL,
+    -- when the network began monitoring it: the sync time of the first batch
+    -- applied while it was a target (NULL until then). Before it, its state is
+    -- unknown, not up.
+    monitored_since INTEGER
 );

@@ -41,6 +41,7 @@ impl From<AnswerError> for Error {
         match e {
             AnswerError::UnknownAddress(_) => Error::NotFound("Address not found".into()),
             AnswerError::BadRange(why) => Error::BadRequest(why),
+            AnswerError::NotYet(why) => Error::NotFound(why),
             AnswerError::Store(e) => Error::Internal(e.to_string()),
         }
     }
@@ -120,6 +121,9 @@ pub(super) fn routes(ctx: NodeContext) -> Router {
         .route("/v1/position", get(position))
         .route("/v1/events", get(events))
         .route("/metrics", get(render_metrics))
+        .route("/", get(super::status::index))
+        .route("/targets/{address}", get(super::status::target))
+        .route("/badge/{file}", get(super::status::badge))
         .with_state(ctx)
 }
 
@@ -335,6 +339,7 @@ fn address_page<'a>(ctx: &'a NodeContext, q: &HashMap<String, String>) -> Vec<&'
 async fn targets(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json<Value>, Error> {
     let limit = page_limit(&q)?;
     let states = ctx.store.states().await.map_err(internal)?;
+    let monitoring = ctx.store.monitoring().await.map_err(internal)?;
     let view = ctx.prober.view();
     let addrs = address_page(&ctx, &q);
     let more = addrs.len() > limit;
@@ -344,11 +349,21 @@ async fn targets(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Jso
         .map(|a| {
             let st = states.get(a);
             let local = view.get(a);
+            let monitored_since = monitoring.get(a).copied().flatten();
+            // Before the network began monitoring it, its state is unknown.
+            let (state, since) = match monitored_since {
+                None => ("unknown", None),
+                Some(m) => (
+                    st.map(|t| t.state.as_str()).unwrap_or("up"),
+                    Some(st.map_or(m, |t| t.since.max(m))),
+                ),
+            };
             (
                 json!({
                     "address": a,
-                    "state": st.map(|t| t.state.as_str()).unwrap_or("up"),
-                    "since": st.map(|t| t.since).unwrap_or(0),
+                    "state": state,
+                    "since": since,
+                    "monitored_since": monitored_since,
                     "local": local.map(|d| json!({
                         "state": d.state,
                         "last_probe": d.last,

@@ -14,6 +14,7 @@
 
 mod api;
 pub mod ratelimit;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,6 +114,7 @@ pub fn app(ctx: NodeContext, cfg: &HttpConfig, limits: RateLimits) -> Router {
     api::routes(ctx.clone())
         .route_layer(middleware::from_fn_with_state(limits, rate_limit))
         .route_layer(middleware::from_fn(record))
+        .layer(middleware::from_fn(pretty))
         .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -132,6 +134,42 @@ fn overflow_app(ctx: NodeContext) -> Router {
             )
         })
         .route_layer(middleware::from_fn(record))
+}
+
+/// `?pretty` (or `pretty=1`): a JSON answer indented for reading.
+async fn pretty(req: Request, next: Next) -> Response {
+    let wanted = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "pretty" || kv == "pretty=1" || kv == "pretty=true")
+    });
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !wanted || !is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // Pages are bounded (1 MiB of rows), so the answer is too.
+    let Ok(bytes) = axum::body::to_bytes(body, 8 << 20).await else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "answer too large to indent",
+        )
+            .into_response();
+    };
+    let out = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(v) => serde_json::to_vec_pretty(&v).map(|mut b| {
+            b.push(b'\n');
+            b
+        }),
+        Err(_) => Ok(bytes.to_vec()),
+    };
+    let mut resp = Response::from_parts(parts, axum::body::Body::from(out.unwrap_or_default()));
+    resp.headers_mut()
+        .remove(axum::http::header::CONTENT_LENGTH);
+    resp
 }
 
 /// Counts every request by route and status, with its latency.

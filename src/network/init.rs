@@ -118,33 +118,41 @@ pub fn parse_target(s: &str) -> Result<(String, String), String> {
     Ok((a.to_owned(), u.to_owned()))
 }
 
-/// `livenessd network init` for `n` nodes: ids `node-0`…, URLs from `url_template`
-/// (`{i}` is the node's index), targets given or, by default, every node's
-/// `/health` (the nodes monitor each other).
-pub fn init_cli(
-    dir: &Path,
-    n: usize,
-    url_template: &str,
-    listen_template: &str,
-    targets: &[(String, String)],
-    zellular_toml: &str,
-) -> anyhow::Result<Vec<MonitoringNode>> {
-    if n == 0 {
+/// The options of `livenessd network init`.
+#[derive(Debug, Clone)]
+pub struct CliSpec<'a> {
+    pub dir: &'a Path,
+    pub nodes: usize,
+    /// `{i}`: the node's index; `{port}`: `base_port + i`.
+    pub url_template: &'a str,
+    pub listen_template: &'a str,
+    pub base_port: u16,
+    pub targets: &'a [(String, String)],
+    /// The `[zellular]` table (and any other) for every node.
+    pub tables: &'a str,
+}
+
+/// `livenessd network init`: ids `node-0`…, URLs and listen addresses from the
+/// templates, targets given or, by default, every node's `/health` (the nodes
+/// monitor each other).
+pub fn init_cli(c: &CliSpec<'_>) -> anyhow::Result<Vec<MonitoringNode>> {
+    if c.nodes == 0 {
         anyhow::bail!("--nodes must be at least 1");
     }
-    let nodes: Vec<NodeSpec> = (0..n)
+    let fill = |t: &str, i: usize| {
+        t.replace("{i}", &i.to_string())
+            .replace("{port}", &(usize::from(c.base_port) + i).to_string())
+    };
+    let nodes: Vec<NodeSpec> = (0..c.nodes)
         .map(|i| NodeSpec {
             id: format!("node-{i}"),
-            url: url_template
-                .replace("{i}", &i.to_string())
-                .replace("{port}", &(7001 + i).to_string()),
-            listen: listen_template
-                .replace("{i}", &i.to_string())
-                .replace("{port}", &(7001 + i).to_string()),
+            url: fill(c.url_template, i),
+            listen: fill(c.listen_template, i),
             dir_name: format!("node-{i}"),
             aggregator: true,
         })
         .collect();
+    let (dir, targets, zellular_toml) = (c.dir, c.targets, c.tables);
     let targets: Vec<(String, String)> = if targets.is_empty() {
         nodes
             .iter()

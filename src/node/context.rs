@@ -23,6 +23,8 @@ pub struct Settings {
     pub heartbeat_interval_ms: u64,
     /// Whether this node runs the aggregator (said at `/health`, for ranking).
     pub aggregator: bool,
+    /// This node's URL as its peers reach it (links in notifications).
+    pub url: String,
 }
 
 /// Everything the node's services share; cheap to clone.
@@ -40,4 +42,6 @@ pub struct NodeContext {
     /// Client for calls to other monitoring nodes.
     pub peers: Peers,
     pub settings: Settings,
+    /// Per-target figures for people and dashboards (refreshed in the background).
+    pub stats: crate::stats::Stats,
 }

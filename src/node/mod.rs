@@ -38,7 +38,13 @@ pub struct Node {
     ctx: NodeContext,
     replicator: Replicator,
     client: Client,
+    /// Applied events, announced to the stats and the webhooks.
+    applied: tokio::sync::broadcast::Sender<crate::stats::AppliedEvent>,
+    roots: crate::http_client::Roots,
 }
+
+/// How often the per-target figures are recomputed (besides after every change).
+const STATS_EVERY: Duration = Duration::from_secs(15);
 
 /// The sequencer's operator set and the gateways to use, from the config. Without
 /// configured gateways, the operators' sockets are used, the sequencer's last (as
@@ -106,7 +112,8 @@ impl Node {
         .context("monitoring_nodes")?;
         let me = monitors
             .get(&cfg.node_id)
-            .ok_or_else(|| anyhow!("node_id {} is not a monitoring node", cfg.node_id))?;
+            .ok_or_else(|| anyhow!("node_id {} is not a monitoring node", cfg.node_id))?
+            .clone();
         if me.public_key != *signer.public_key() {
             bail!(
                 "bls_key_file {} holds the key {}, but monitoring node {} is configured with {}",
@@ -150,6 +157,7 @@ impl Node {
             max_event_age: cfg.settlement.max_event_age_secs as i64,
             max_clock_drift: cfg.settlement.max_clock_drift_secs as i64,
         };
+        let (applied, _) = tokio::sync::broadcast::channel(4_096);
         let replicator = Replicator::new(
             store.clone(),
             monitors.clone(),
@@ -160,7 +168,9 @@ impl Node {
             status.clone(),
         )
         .await
-        .with_context(|| format!("database {}", cfg.database.display()))?;
+        .with_context(|| format!("database {}", cfg.database.display()))?
+        .announce_to(applied.clone());
+        let url = me.url.clone();
         let ctx = NodeContext {
             node_id: cfg.node_id.as_str().into(),
             monitors,
@@ -176,13 +186,21 @@ impl Node {
                 max_clock_drift: window.max_clock_drift,
                 heartbeat_interval_ms: cfg.freshness.heartbeat_interval_ms,
                 aggregator: cfg.aggregator,
+                url,
             },
+            stats: Default::default(),
         };
+        ctx.stats
+            .refresh(&ctx.answers, &ctx.store, ctx.clock.now())
+            .await
+            .map_err(|e| anyhow!("database {}: {e}", cfg.database.display()))?;
         Ok(Node {
             cfg,
             ctx,
             replicator,
             client,
+            applied,
+            roots,
         })
     }
 
@@ -198,6 +216,8 @@ impl Node {
             ctx,
             replicator,
             client,
+            applied,
+            roots,
         } = self;
         let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let s = stop.clone();
@@ -220,6 +240,33 @@ impl Node {
             prober.run(s).await;
             ("prober", Ok(()))
         });
+        let stats = ctx.stats.clone().run(
+            crate::stats::Sources {
+                answers: ctx.answers.clone(),
+                store: ctx.store.clone(),
+                prober: ctx.prober.clone(),
+                clock: ctx.clock.clone(),
+            },
+            applied.subscribe(),
+            STATS_EVERY,
+            stop.clone(),
+        );
+        tasks.spawn(async move {
+            stats.await;
+            ("stats", Ok(()))
+        });
+        if !cfg.notify.webhooks.is_empty() {
+            let notify = crate::notify::run(
+                cfg.notify.webhooks.clone(),
+                cfg.notify.queue,
+                cfg.node_id.clone(),
+                ctx.settings.url.clone(),
+                roots,
+                applied.subscribe(),
+                stop.clone(),
+            );
+            tasks.spawn(async move { ("notify", notify.await) });
+        }
         if cfg.aggregator {
             let agg = Aggregator::new(&ctx, client, &cfg.aggregation);
             let s = stop.clone();

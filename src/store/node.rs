@@ -86,6 +86,8 @@ pub struct CursorUpdate {
     pub chaining_hash: String,
     pub partial_items: u32,
     pub log_time: i64,
+    /// Targets whose monitoring starts with this transaction, and when.
+    pub monitoring_starts: Vec<(String, i64)>,
 }
 
 /// One stored event.
@@ -279,6 +281,28 @@ impl ReplicaStore {
             .collect()
     }
 
+    /// When the network began monitoring each address (`None`: not yet).
+    pub async fn monitoring(&self) -> Result<HashMap<String, Option<i64>>, StoreError> {
+        let rows = sqlx::query("SELECT address, monitored_since FROM states")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>(0), r.get::<Option<i64>, _>(1)))
+            .collect())
+    }
+
+    /// When the network began monitoring `address` (`None`: not yet, or unknown).
+    pub async fn monitored_since(&self, address: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT monitored_since FROM states WHERE address = ?")
+                .bind(address)
+                .fetch_optional(&self.pool)
+                .await?
+                .flatten(),
+        )
+    }
+
     /// The current state of one address (`up` since 0 when it has none).
     pub async fn state_of(&self, address: &str) -> Result<TargetState, StoreError> {
         let r =
@@ -381,6 +405,15 @@ impl ReplicaStore {
             );
             q.build().execute(&mut *tx).await?;
         }
+        for (address, t) in &cursor.monitoring_starts {
+            sqlx::query(
+                "UPDATE states SET monitored_since = ? WHERE address = ? AND monitored_since IS NULL",
+            )
+            .bind(t)
+            .bind(address)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "UPDATE cursor SET zellular_index = ?, chaining_hash = ?, partial_items = ?, log_time = ?,
                                events_digest = ?, events_count = ? WHERE id = 1",
@@ -433,6 +466,25 @@ impl ReplicaStore {
             })
         })
         .transpose()
+    }
+
+    /// The last `limit` transitions of `address`, newest first.
+    pub async fn recent_events(
+        &self,
+        address: &str,
+        limit: u32,
+    ) -> Result<Vec<(NodeState, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, timestamp FROM events WHERE address = ?
+             ORDER BY timestamp DESC, seq DESC LIMIT ?",
+        )
+        .bind(address)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| Ok((parse_state(r.get(0))?, r.get(1))))
+            .collect()
     }
 
     /// Events of `address` with `from ≤ timestamp ≤ to`, in application order,
