@@ -274,10 +274,11 @@ impl Metrics {
             m.probes.clone(),
         );
         r.register("probe_success", "This node's own view of a target: 1 if its last probe succeeded (blackbox_exporter's probe_success)", m.probe_success.clone());
-        r.register_with_unit(
-            "probe_duration",
-            "Duration of probes, by target",
-            s.clone(),
+        // Histograms carry their unit in the name only (the UNIT line is optional,
+        // and some OpenMetrics parsers refuse it on histograms).
+        r.register(
+            "probe_duration_seconds",
+            "Duration of probes, by target, seconds",
             m.probe_duration.clone(),
         );
         r.register("probe_failures", "Failed probes by target and cause (http_status, refused, timeout, tls, dns, body, connect)", m.probe_failures.clone());
@@ -296,7 +297,7 @@ impl Metrics {
             "Uptime over monitored time, 0-1, for the current epoch and the last 24 h",
             m.target_uptime.clone(),
         );
-        r.register_with_unit("detection_latency", "From the first probe that disagreed with a target's state to the change being applied on this replica", s.clone(), m.detection_latency.clone());
+        r.register("detection_latency_seconds", "From the first probe that disagreed with a target's state to the change being applied on this replica, seconds", m.detection_latency.clone());
         r.register(
             "aggregator_attempts",
             "Quorum collections started",
@@ -367,10 +368,9 @@ impl Metrics {
             "HTTP requests by route and status",
             m.http_requests.clone(),
         );
-        r.register_with_unit(
-            "http_request_duration",
-            "HTTP request latency by route",
-            s,
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route, seconds",
             m.http_duration.clone(),
         );
         r.register(
@@ -387,6 +387,11 @@ impl Metrics {
             "http_rate_limited",
             "Requests answered 429, by endpoint class",
             m.http_rate_limited.clone(),
+        );
+        r.register(
+            "webhook_notifications",
+            "Webhook notifications by result (delivered, retried, undeliverable, dropped_queue_full, dropped_lagged)",
+            m.webhook_notifications.clone(),
         );
         r.register(
             "devseq_batches",
@@ -710,4 +715,71 @@ pub fn devseq_rejected(reason: &str) {
 
 pub fn devseq_error(op: &str) {
     m().devseq_errors.get_or_create(&Op { op: op.into() }).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every recorder writes to a registered family that renders (a family
+    /// without registration would count in silence).
+    #[test]
+    fn every_family_is_registered_and_renders() {
+        replica_position(1, 2);
+        replica_lag(1, 1);
+        replica_fresh(true);
+        stale_episode();
+        events_applied(1);
+        event_rejected("x");
+        event_duplicate();
+        replicator_error("x");
+        gateway_switch("x");
+        zellular_request_error("x");
+        zellular_batch_submitted();
+        zellular_sync_point_verified();
+        zellular_integrity_error();
+        probe("a", "down", Duration::from_millis(1), Some("timeout"));
+        probe_success("a", false);
+        probe_transition(NodeState::Down);
+        target_up("a", Some(NodeState::Up));
+        target_uptime("a", Some(1.0), Some(1.0));
+        detection_latency(Duration::from_secs(1));
+        aggregator_attempt();
+        aggregator_no_quorum();
+        aggregator_event_posted(NodeState::Down);
+        aggregator_resubmission();
+        aggregator_submit_failed();
+        aggregator_stood_down();
+        heartbeat_posted();
+        attestation();
+        attestation_refused("x");
+        state_probe_shared();
+        peer_answer_rejected("x");
+        aggregate_downtime_failed();
+        signed_answer_refused("x");
+        http_request("/x", 200, Duration::from_millis(1));
+        http_connection_opened();
+        http_connection_rejected("x");
+        http_rate_limited("x");
+        webhook_notifications("x", 1);
+        devseq_batch();
+        devseq_finalization();
+        devseq_rejected("x");
+        devseq_error("x");
+        let text = render();
+        let declared: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .filter(|n| n.starts_with("livenessd_"))
+            .collect();
+        assert_eq!(declared.len(), 46, "every family renders:\n{text}");
+        for name in declared {
+            assert!(
+                text.lines()
+                    .any(|l| !l.starts_with('#') && l.starts_with(name)),
+                "{name} has no sample"
+            );
+        }
+    }
 }

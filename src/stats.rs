@@ -19,6 +19,9 @@ use crate::metrics;
 use crate::prober::Prober;
 use crate::store::node::ReplicaStore;
 
+/// How often the figures of the targets that are down are recomputed.
+const DOWN_EVERY: Duration = Duration::from_secs(10);
+
 /// How many recent outages are kept per target.
 pub const RECENT_OUTAGES: usize = 10;
 
@@ -90,13 +93,46 @@ impl Stats {
         store: &ReplicaStore,
         now: i64,
     ) -> Result<(), AnswerError> {
-        let states = store.states().await?;
-        let monitoring = store.monitoring().await?;
         let mut addresses: Vec<String> = answers.addresses().to_vec();
         addresses.sort();
+        let out = compute(answers, store, &addresses, now).await?;
+        *self.inner.write().expect("stats lock") = out;
+        Ok(())
+    }
+
+    /// Recomputes the figures of some targets only (after a change of theirs).
+    pub async fn refresh_some(
+        &self,
+        answers: &Answers,
+        store: &ReplicaStore,
+        addresses: &[String],
+        now: i64,
+    ) -> Result<(), AnswerError> {
+        let fresh = compute(answers, store, addresses, now).await?;
+        let mut all = self.inner.write().expect("stats lock");
+        for t in fresh {
+            match all.binary_search_by(|x| x.address.cmp(&t.address)) {
+                Ok(i) => all[i] = t,
+                Err(i) => all.insert(i, t),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The figures of `addresses` (and their gauges).
+async fn compute(
+    answers: &Answers,
+    store: &ReplicaStore,
+    addresses: &[String],
+    now: i64,
+) -> Result<Vec<TargetStats>, AnswerError> {
+    {
+        let states = store.states().await?;
+        let monitoring = store.monitoring().await?;
         let epoch = answers.epoch_of(now);
         let mut out = Vec::with_capacity(addresses.len());
-        for a in addresses {
+        for a in addresses.iter().cloned() {
             let since = monitoring.get(&a).copied().flatten();
             let st = states.get(&a);
             let (state, state_since) = match (since, st) {
@@ -132,12 +168,14 @@ impl Stats {
                 recent_outages,
             });
         }
-        *self.inner.write().expect("stats lock") = out;
-        Ok(())
+        Ok(out)
     }
+}
 
-    /// Keeps the cache fresh until `stop`: every `every`, and at once after each
-    /// applied event (which also records the detection latency).
+impl Stats {
+    /// Keeps the cache fresh until `stop`: all of it every `every`, and a target's
+    /// own figures after each applied event of it (which also records the detection
+    /// latency).
     pub async fn run(
         self,
         src: Sources,
@@ -151,25 +189,69 @@ impl Stats {
             prober,
             clock,
         } = src;
-        let mut tick = tokio::time::interval(every);
+        // Every few seconds: has a target's monitoring begun? (A heartbeat can start
+        // it without any event.) Everything is recomputed then, and every `every`.
+        let mut tick = tokio::time::interval(Duration::from_secs(2).min(every));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_full = tokio::time::Instant::now();
+        let mut last_down = tokio::time::Instant::now();
+        let mut monitoring = store.monitoring().await.unwrap_or_default();
         loop {
-            tokio::select! {
+            let changed: Option<Vec<String>> = tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    let now_monitoring = store.monitoring().await.unwrap_or_default();
+                    if now_monitoring != monitoring || last_full.elapsed() >= every {
+                        monitoring = now_monitoring;
+                        last_full = tokio::time::Instant::now();
+                        None
+                    } else if last_down.elapsed() >= DOWN_EVERY {
+                        // An outage's figures change by the second: the targets
+                        // that are down (usually few) more often.
+                        last_down = tokio::time::Instant::now();
+                        let down: Vec<String> = self
+                            .all()
+                            .into_iter()
+                            .filter(|t| t.state == "down")
+                            .map(|t| t.address)
+                            .collect();
+                        if down.is_empty() {
+                            continue;
+                        }
+                        Some(down)
+                    } else {
+                        continue;
+                    }
+                }
                 a = applied.recv() => match a {
                     Ok(a) => {
-                        if let Some(started) = prober.take_detection_start(&a.event.address, a.event.state) {
-                            metrics::detection_latency(started.elapsed());
+                        let mut changed = vec![a.event.address.clone()];
+                        let seen = |a: &AppliedEvent| {
+                            if let Some(started) =
+                                prober.take_detection_start(&a.event.address, a.event.state)
+                            {
+                                metrics::detection_latency(started.elapsed());
+                            }
+                        };
+                        seen(&a);
+                        // Several events at once: one refresh of their targets.
+                        while let Ok(b) = applied.try_recv() {
+                            seen(&b);
+                            if !changed.contains(&b.event.address) {
+                                changed.push(b.event.address.clone());
+                            }
                         }
-                        // Several events at once: one refresh.
-                        while applied.try_recv().is_ok() {}
+                        Some(changed)
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-            }
-            if let Err(e) = self.refresh(&answers, &store, clock.now()).await {
+            };
+            let r = match changed {
+                Some(c) => self.refresh_some(&answers, &store, &c, clock.now()).await,
+                None => self.refresh(&answers, &store, clock.now()).await,
+            };
+            if let Err(e) = r {
                 tracing::warn!(error = %e, "per-target figures not refreshed");
             }
         }

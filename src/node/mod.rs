@@ -43,8 +43,9 @@ pub struct Node {
     roots: crate::http_client::Roots,
 }
 
-/// How often the per-target figures are recomputed (besides after every change).
-const STATS_EVERY: Duration = Duration::from_secs(15);
+/// How often every target's figures are recomputed (a target's own are after each
+/// of its changes): uptime ratios move slowly.
+const STATS_EVERY: Duration = Duration::from_secs(60);
 
 /// The sequencer's operator set and the gateways to use, from the config. Without
 /// configured gateways, the operators' sockets are used, the sequencer's last (as
