@@ -348,11 +348,13 @@ async fn prefilled(db: &Path, address: &str, n: usize) {
             },
             log_time: ts,
             after: cur,
+            network_version: 1,
         });
         if batch.len() == 10_000 || k + 1 == n {
             store
                 .apply(
                     &batch,
+                    None,
                     &CursorUpdate {
                         index: 0,
                         chaining_hash: String::new(),

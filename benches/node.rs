@@ -16,6 +16,7 @@ use livenessd::crypto::bls::{self, BatchItem, PublicKey, SecretKey, Signature};
 use livenessd::devseq::{DevSeqConfig, DevSequencer};
 use livenessd::events::{state_message, Event, MonitorSet, NodeState};
 use livenessd::freshness::ReplicaStatus;
+use livenessd::network::{Genesis, NetworkHandle};
 use livenessd::node::{NodeContext, Settings};
 use livenessd::peers::Peers;
 use livenessd::prober::Prober;
@@ -105,6 +106,17 @@ fn quorum() -> Quorum {
         nodes,
         signers_sum,
     }
+}
+
+fn tcp_targets(addrs: &[String]) -> Vec<Target> {
+    addrs
+        .iter()
+        .map(|a| Target {
+            address: a.clone(),
+            http: None,
+            tcp: Some("127.0.0.1:9".into()),
+        })
+        .collect()
 }
 
 fn address(a: usize) -> String {
@@ -203,12 +215,15 @@ async fn replicator(
     let store = ReplicaStore::open(&dir.join("replica.sqlite"))
         .await
         .unwrap();
-    let monitors = Arc::new(MonitorSet::new(&q.nodes, &[], Threshold::TWO_THIRDS).unwrap());
     let addrs: Vec<String> = (0..addresses).map(address).collect();
     let r = Replicator::new(
         store.clone(),
-        monitors,
-        &addrs,
+        NetworkHandle::of_genesis(&Genesis::new(
+            "bench",
+            q.nodes.clone(),
+            tcp_targets(&addrs),
+            "2/3",
+        )),
         ApplyWindow {
             max_event_age: 120,
             max_clock_drift: 10,
@@ -386,6 +401,7 @@ async fn queries(n: usize, addresses: usize) {
                     },
                     log_time: ts,
                     after,
+                    network_version: 1,
                 }
             })
             .collect();
@@ -393,6 +409,7 @@ async fn queries(n: usize, addresses: usize) {
         store
             .apply(
                 &applied,
+                None,
                 &CursorUpdate {
                     index: (end / 100) as u64,
                     chaining_hash: "chain".into(),
@@ -434,9 +451,14 @@ async fn queries(n: usize, addresses: usize) {
     let status = ReplicaStatus::new(clock.clone(), 30, 120);
     status.set_reached_head(true);
     status.applied((n / 100) as u64, log_time);
+    let network = NetworkHandle::of_genesis(&Genesis::new(
+        "bench",
+        q.nodes.clone(),
+        targets.clone(),
+        "2/3",
+    ));
     let ctx = NodeContext {
         node_id: "Node1".into(),
-        monitors: Arc::new(MonitorSet::new(&q.nodes, &[], Threshold::TWO_THIRDS).unwrap()),
         prober: Prober::new(
             &targets,
             ProbeConfig::default(),
@@ -444,7 +466,8 @@ async fn queries(n: usize, addresses: usize) {
             &Default::default(),
         ),
         signer: Arc::new(Signer::from_file(&key_file).unwrap()),
-        answers: Answers::new(store.clone(), addrs.clone(), epoch),
+        answers: Answers::new(store.clone(), network.clone(), epoch),
+        network,
         store: store.clone(),
         status,
         peers: Peers::new(Duration::from_secs(1), &Default::default()),
@@ -455,6 +478,7 @@ async fn queries(n: usize, addresses: usize) {
             heartbeat_interval_ms: 10_000,
             aggregator: false,
             url: "http://127.0.0.1:1".into(),
+            approvals: dir.path().join("approvals"),
         },
         stats: Default::default(),
     };

@@ -149,6 +149,10 @@ impl Aggregator {
             if self.ctx.status.check().is_err() {
                 continue;
             }
+            // A node the network has not added (or has removed) proves nothing.
+            if !self.ctx.is_member(&self.ctx.net()) {
+                continue;
+            }
             let replicated = match self.ctx.store.states().await {
                 Ok(s) => s,
                 Err(e) => {
@@ -188,7 +192,7 @@ impl Aggregator {
         let roles = self.aggregators.lock().expect("roles lock");
         let mut out: Vec<String> = self
             .ctx
-            .monitors
+            .monitors()
             .nodes()
             .iter()
             .filter(|m| *m.id == *self.ctx.node_id || roles.get(&m.id).copied().unwrap_or(false))
@@ -202,7 +206,7 @@ impl Aggregator {
     async fn discover_roles(self: Arc<Self>, stop: CancellationToken) {
         loop {
             let mut asks = JoinSet::new();
-            for m in self.ctx.monitors.nodes() {
+            for m in self.ctx.monitors().nodes() {
                 if *m.id == *self.ctx.node_id {
                     continue;
                 }
@@ -409,11 +413,12 @@ impl Aggregator {
             .map_err(|_| AttemptError::ChangedMind(address.to_owned(), state))?;
         let msg = state_message(address, state, timestamp);
         let query_address = address.to_owned();
+        let monitors = ctx.monitors();
         let g = ctx
             .peers
             .gather(
                 Collection {
-                    set: &ctx.monitors,
+                    set: &monitors,
                     me: &ctx.node_id,
                     msg: msg.as_bytes(),
                     stop_at_quorum: true,
@@ -435,11 +440,11 @@ impl Aggregator {
                 },
             )
             .await;
-        if !ctx.monitors.quorum_reached(g.stake) {
+        if !monitors.quorum_reached(g.stake) {
             return Err(AttemptError::NoQuorum {
                 state,
                 signed: g.stake,
-                total: ctx.monitors.total_stake(),
+                total: monitors.total_stake(),
             });
         }
         Ok(Event {
@@ -447,7 +452,7 @@ impl Aggregator {
             state,
             timestamp,
             aggregated_signature: g.aggregate().expect("own signature").to_hex(),
-            non_signing_nodes: g.non_signers(&ctx.monitors),
+            non_signing_nodes: g.non_signers(&monitors),
         })
     }
 }

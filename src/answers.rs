@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EpochConfig;
 use crate::events::NodeState;
+use crate::network::NetworkHandle;
 use crate::store::node::{ReplicaStore, StoredEvent, TargetState};
 use crate::store::StoreError;
 
@@ -47,6 +48,10 @@ pub struct AggregateDowntime {
     pub total_downtime_seconds: i64,
     pub aggregated_signature: String,
     pub non_signing_nodes: Vec<String>,
+    /// The network version whose monitoring nodes signed it (livenessd's
+    /// extension: the reference fields are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_version: Option<u64>,
 }
 
 /// The reference arithmetic: `before` is the state in force just before `from`,
@@ -158,7 +163,7 @@ pub enum AnswerError {
 #[derive(Clone)]
 pub struct Answers {
     store: ReplicaStore,
-    addresses: std::sync::Arc<Vec<String>>,
+    network: NetworkHandle,
     epoch: EpochConfig,
 }
 
@@ -172,16 +177,18 @@ fn check_range(from: i64, to: i64) -> Result<(), AnswerError> {
 }
 
 impl Answers {
-    pub fn new(store: ReplicaStore, addresses: Vec<String>, epoch: EpochConfig) -> Self {
+    pub fn new(store: ReplicaStore, network: NetworkHandle, epoch: EpochConfig) -> Self {
         Answers {
             store,
-            addresses: std::sync::Arc::new(addresses),
+            network,
             epoch,
         }
     }
 
-    pub fn addresses(&self) -> &[String] {
-        &self.addresses
+    /// Every address that is or was a target, sorted (a removed target's history
+    /// stays answerable).
+    pub fn addresses(&self) -> std::sync::Arc<Vec<String>> {
+        self.network.current().known.clone()
     }
 
     pub fn epoch_config(&self) -> &EpochConfig {
@@ -189,11 +196,24 @@ impl Answers {
     }
 
     fn known(&self, address: &str) -> Result<(), AnswerError> {
-        if self.addresses.iter().any(|a| a == address) {
+        if self
+            .addresses()
+            .binary_search_by(|a| a.as_str().cmp(address))
+            .is_ok()
+        {
             Ok(())
         } else {
             Err(AnswerError::UnknownAddress(address.to_owned()))
         }
+    }
+
+    /// When a removed target stopped being monitored.
+    async fn until(&self, address: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .store
+            .monitored_span(address)
+            .await?
+            .and_then(|(_, until)| until))
     }
 
     /// Seconds `address` was down in `[0, t]`: one index look-up.
@@ -223,7 +243,10 @@ impl Answers {
     ) -> Result<Downtime, AnswerError> {
         self.known(address)?;
         check_range(from, to)?;
-        let seconds = self.cum(address, to).await? - self.cum(address, from).await?;
+        // A removed target's history ends at its removal.
+        let end = self.until(address).await?.unwrap_or(i64::MAX);
+        let seconds =
+            self.cum(address, to.min(end)).await? - self.cum(address, from.min(end)).await?;
         Ok(Downtime {
             address: address.to_owned(),
             from,
@@ -246,11 +269,16 @@ impl Answers {
     ) -> Result<(Vec<(Interval, IntervalCursor)>, bool), AnswerError> {
         self.known(address)?;
         check_range(from, to)?;
-        // The table starts where monitoring started: before it, nothing is known.
-        let Some(since) = self.store.monitored_since(address).await? else {
+        // The table starts where monitoring started (before it, nothing is known),
+        // and a removed target's ends at its removal.
+        let Some((since, until)) = self.store.monitored_span(address).await? else {
             return Ok((Vec::new(), false));
         };
         let from = from.max(since);
+        let (to, now) = match until {
+            Some(u) => (to.min(u), now.min(u)),
+            None => (to, now),
+        };
         if from > to {
             return Ok((Vec::new(), false));
         }
@@ -300,7 +328,7 @@ impl Answers {
         rows.truncate(limit);
         let mut out = Vec::with_capacity(rows.len());
         for (i, &(state, start, resume)) in rows.iter().enumerate() {
-            let end = rows.get(i + 1).map(|r| r.1).or(next_start);
+            let end = rows.get(i + 1).map(|r| r.1).or(next_start).or(until);
             out.push((
                 Interval {
                     address: address.to_owned(),
@@ -342,10 +370,11 @@ impl Answers {
         from: i64,
         to: i64,
     ) -> Result<(i64, i64, u64), AnswerError> {
-        let Some(since) = self.store.monitored_since(address).await? else {
+        let Some((since, until)) = self.store.monitored_span(address).await? else {
             return Ok((0, 0, 0));
         };
         let start = from.max(since);
+        let to = until.map_or(to, |u| to.min(u));
         if start >= to {
             return Ok((0, 0, 0));
         }

@@ -6,9 +6,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::config::NodeConfig;
-use crate::events::{Event, MonitorSet};
+use crate::events::Event;
+use crate::network::history::{History, Recorded};
+use crate::network::{Genesis, NetworkState};
 use crate::replicator::ApplyWindow;
 use crate::store::node::{ReplicaStore, StoredEvent, TargetState};
 
@@ -29,24 +32,74 @@ pub async fn audit(cfg: &NodeConfig, database: Option<&Path>) -> anyhow::Result<
     let store = ReplicaStore::open_read_only(path)
         .await
         .map_err(|e| anyhow::anyhow!("database {}: {e}", path.display()))?;
-    let allow: Vec<String> = cfg.allow_without_pop.clone();
-    let monitors = MonitorSet::new(&cfg.monitoring_nodes, &allow, cfg.threshold())
-        .map_err(|e| anyhow::anyhow!("monitoring_nodes: {e}"))?;
+    let mut cfg = cfg.clone();
+    let genesis = Genesis::resolve(&mut cfg).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
     let window = ApplyWindow {
         max_event_age: cfg.settlement.max_event_age_secs as i64,
         max_clock_drift: cfg.settlement.max_clock_drift_secs as i64,
     };
-    let addresses: std::collections::HashSet<&str> =
-        cfg.targets.iter().map(|t| t.address.as_str()).collect();
-    let verdict = replay(&store, std::sync::Arc::new(monitors), &addresses, window).await;
+    let verdict = match network_history(&store, genesis).await? {
+        Ok(h) => replay(&store, &h, window).await,
+        Err(why) => Ok(Verdict::Inconsistent(why)),
+    };
     store.close().await;
     verdict
 }
 
+/// The replica's network versions, checked from the configured genesis, with the
+/// log position of the change that made each (none for version 1).
+async fn network_history(
+    store: &ReplicaStore,
+    genesis: Genesis,
+) -> anyhow::Result<Result<Versions, String>> {
+    let id = genesis.id();
+    match store.network().await? {
+        Some((stored, _)) if stored != id => {
+            return Ok(Err(format!(
+                "the replica belongs to network {stored}, the configuration describes {id}"
+            )))
+        }
+        _ => {}
+    }
+    let mut changes = Vec::new();
+    let mut keys = Vec::new();
+    for c in store.changes().await? {
+        keys.push((c.zellular_index, c.position));
+        changes.push(Recorded {
+            version: c.version,
+            zellular_index: c.zellular_index,
+            position: c.position,
+            log_time: c.log_time,
+            change: serde_json::from_str(&c.change)?,
+        });
+    }
+    let h = History {
+        network: id,
+        genesis,
+        changes,
+    };
+    Ok(match h.replay() {
+        Ok(states) => Ok(Versions { states, keys }),
+        Err(e) => Err(format!("the replica's network history fails: {e}")),
+    })
+}
+
+/// Every version (version 1 first) and where the changes sit in the log.
+struct Versions {
+    states: Vec<Arc<NetworkState>>,
+    keys: Vec<(u64, u32)>,
+}
+
+impl Versions {
+    /// The version in force at log position `key`.
+    fn at(&self, key: (u64, u32)) -> usize {
+        self.keys.partition_point(|k| *k < key)
+    }
+}
+
 async fn replay(
     store: &ReplicaStore,
-    monitors: std::sync::Arc<MonitorSet>,
-    addresses: &std::collections::HashSet<&str>,
+    versions: &Versions,
     window: ApplyWindow,
 ) -> anyhow::Result<Verdict> {
     // Derived values first: digest chain, totals, states, cursor.
@@ -64,23 +117,51 @@ async fn replay(
         let page: Vec<StoredEvent> = store.events(None, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        let m = monitors.clone();
+        // Each row under the version in force at its position.
+        let at: Vec<usize> = page
+            .iter()
+            .map(|r| versions.at((r.zellular_index, r.position)))
+            .collect();
+        let sets: Vec<Arc<NetworkState>> = versions.states.clone();
         let (page, verdicts) = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&Event> = page.iter().map(|r| &r.event).collect();
-            let v = m.verify_events(&refs);
-            (page, v)
+            let mut verdicts = Vec::with_capacity(page.len());
+            let mut start = 0;
+            while start < page.len() {
+                let v = at[start];
+                let end = start + at[start..].iter().take_while(|x| **x == v).count();
+                let refs: Vec<&Event> = page[start..end].iter().map(|r| &r.event).collect();
+                verdicts.extend(sets[v].monitors.verify_events(&refs));
+                start = end;
+            }
+            (page, verdicts)
         })
         .await?;
         for (row, verdict) in page.iter().zip(verdicts) {
             let e = &row.event;
+            let v = versions.at((row.zellular_index, row.position));
+            let net = &versions.states[v];
             let bad = |why: String| {
                 Ok(Verdict::Inconsistent(format!(
                     "events row seq {} ({} {} at {}, Zellular index {}): {why}",
                     row.seq, e.address, e.state, e.timestamp, row.zellular_index
                 )))
             };
-            if !addresses.contains(e.address.as_str()) {
-                return bad("the address is not a monitored target".into());
+            if row.network_version != net.version {
+                return bad(format!(
+                    "it records network version {}, but version {} was in force at its position",
+                    row.network_version, net.version
+                ));
+            }
+            if !net
+                .definition
+                .targets
+                .iter()
+                .any(|t| t.address == e.address)
+            {
+                return bad(format!(
+                    "the address is not a target of network version {}",
+                    net.version
+                ));
             }
             if let Err(err) = verdict {
                 return bad(format!("its quorum proof fails: {err}"));

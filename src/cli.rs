@@ -106,6 +106,30 @@ pub enum NetworkCommand {
     /// A new network's files: per-node keys (0600) and configurations, and the
     /// shared nodes file with every key's proof of possession.
     Init(NetworkInitArgs),
+    /// Approve a network change on this node (its operator's consent): the node
+    /// then signs exactly this change when a proposer asks.
+    Approve(ChangeArgs),
+    /// Gather the approving nodes' signatures for a change (a stake quorum of the
+    /// set in force), post it to Zellular and wait until this node applied it.
+    Propose(ProposeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// The node's configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The change: {"network": ID, "version": N, "changes": [...]} (`-`: stdin).
+    pub change: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ProposeArgs {
+    #[command(flatten)]
+    pub change: ChangeArgs,
+    /// How long to wait for this node to apply the change, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
 }
 
 #[derive(Debug, Args)]
@@ -159,9 +183,14 @@ pub struct VerifyArgs {
     /// The proof: an /aggregate_downtime answer, an event, or a JSON list of them.
     pub file: PathBuf,
     /// The monitoring nodes, in the reference monitoring_nodes.json format
-    /// (with proofs of possession; a devnet writes DIR/nodes.json).
+    /// (with proofs of possession; a devnet writes DIR/nodes.json): for a network
+    /// that never changed.
+    #[arg(long, required_unless_present = "network", conflicts_with = "network")]
+    pub nodes: Option<PathBuf>,
+    /// Or the network's history (`GET /v1/network/history`): checked from its
+    /// genesis, then the proof under the network version it names.
     #[arg(long)]
-    pub nodes: PathBuf,
+    pub network: Option<PathBuf>,
     /// Fraction of stake that must have signed.
     #[arg(long, default_value = "2/3")]
     pub threshold: String,
@@ -241,6 +270,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Verify(a)) => Ok(verify(a)),
         Some(Command::Audit(a)) => Ok(audit(a).await),
         Some(Command::Network(NetworkCommand::Init(a))) => network_init(a),
+        Some(Command::Network(NetworkCommand::Approve(a))) => network_approve(a),
+        Some(Command::Network(NetworkCommand::Propose(a))) => network_propose(a).await,
         Some(Command::KeyInstall(a)) => key_install(a),
         None if cli.node.config.is_none() && !node_env_present() => Ok(usage_hint()),
         None => run_node(cli.node).await,
@@ -256,7 +287,12 @@ fn verify(a: VerifyArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    match verify_file(&a.file, &a.nodes, threshold, a.allow_without_pop) {
+    let verdict = match (&a.network, &a.nodes) {
+        (Some(h), _) => crate::verify::verify_file_with_history(&a.file, h),
+        (None, Some(n)) => verify_file(&a.file, n, threshold, a.allow_without_pop),
+        (None, None) => unreachable!("clap requires one"),
+    };
+    match verdict {
         Ok(Verdict::Valid(s)) => {
             println!("{s}");
             ExitCode::SUCCESS
@@ -350,6 +386,41 @@ fn usage_hint() -> ExitCode {
   livenessd --help                         every command and flag"
     );
     ExitCode::from(2)
+}
+
+fn load_for_change(
+    a: &ChangeArgs,
+) -> anyhow::Result<(crate::config::NodeConfig, crate::network::Proposal)> {
+    let mut cfg = crate::config::NodeConfig::load(Some(&a.config), &Default::default())
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    crate::network::Genesis::resolve(&mut cfg).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    let p = crate::network::read_proposal(&a.change)?;
+    Ok((cfg, p))
+}
+
+fn network_approve(a: ChangeArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, p) = load_for_change(&a)?;
+    if p.changes.is_empty() {
+        anyhow::bail!("{}: the change changes nothing", a.change.display());
+    }
+    let path = crate::network::approve(&crate::network::approvals_dir(&cfg.database), &p)?;
+    println!(
+        "approved change {} (network version {}, {} operations) on {}: {}",
+        p.hash(),
+        p.version,
+        p.changes.len(),
+        cfg.node_id,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn network_propose(a: ProposeArgs) -> anyhow::Result<ExitCode> {
+    let (cfg, p) = load_for_change(&a.change)?;
+    let signed = crate::propose::propose(&cfg, &p, std::time::Duration::from_secs(a.wait)).await?;
+    println!("{}", serde_json::to_string_pretty(&signed)?);
+    eprintln!("network version {} in force", p.version);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn audit(a: AuditArgs) -> ExitCode {

@@ -18,6 +18,13 @@ use serde::{Deserialize, Serialize};
 pub struct NodeConfig {
     /// This node's id among the monitoring nodes.
     pub node_id: String,
+    /// The network's name (part of its genesis, hence of its id).
+    pub network_name: String,
+    /// A genesis document (`genesis.json`, as `livenessd network init` and the
+    /// devnet write it). With it, the monitoring nodes, targets, threshold, epochs
+    /// and settlement come from the file, and this node may be one the network
+    /// adds later (it replicates, and signs once a change makes it a member).
+    pub genesis_file: Option<PathBuf>,
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
     /// The SQLite file holding the replicated log.
@@ -286,7 +293,7 @@ pub struct ProbeConfig {
 }
 
 /// Epochs for the per-epoch summary.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EpochConfig {
     /// Unix time at which epoch 0 starts.
@@ -372,6 +379,8 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             node_id: String::new(),
+            network_name: "livenessd".into(),
+            genesis_file: None,
             listen: "127.0.0.1:7001".parse().expect("literal address"),
             database: PathBuf::from("livenessd.sqlite"),
             bls_key_file: PathBuf::from("bls.key"),
@@ -628,6 +637,9 @@ impl NodeConfig {
         if let Some(p) = &mut self.monitoring_nodes_file {
             fix(p);
         }
+        if let Some(p) = &mut self.genesis_file {
+            fix(p);
+        }
         if let Some(p) = &mut self.zellular.operators_file {
             fix(p);
         }
@@ -670,6 +682,28 @@ impl NodeConfig {
                 "is required (this node's id among monitoring_nodes)",
             ));
         }
+        if self.network_name.is_empty() {
+            return Err(invalid("network_name", "is empty"));
+        }
+        if self.genesis_file.is_some() {
+            if !self.monitoring_nodes.is_empty()
+                || !self.targets.is_empty()
+                || self.monitoring_nodes_file.is_some()
+            {
+                return Err(invalid(
+                    "genesis_file",
+                    "the network is defined by the genesis file: leave monitoring_nodes, \
+                     monitoring_nodes_file and targets out of node.toml",
+                ));
+            }
+        } else {
+            self.validate_network()?;
+        }
+        self.validate_local()
+    }
+
+    /// The network-wide part given inline (the genesis a node.toml describes).
+    fn validate_network(&self) -> Result<(), ConfigError> {
         if self.monitoring_nodes.is_empty() {
             return Err(invalid(
                 "monitoring_nodes",
@@ -752,6 +786,11 @@ impl NodeConfig {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The node's own settings.
+    fn validate_local(&self) -> Result<(), ConfigError> {
         let z = &self.zellular;
         if z.app.is_empty() {
             return Err(invalid("zellular.app", "is empty"));

@@ -205,6 +205,23 @@ struct Devnet {
     procs: Vec<Proc>,
     http: reqwest::Client,
     aggregators: Aggregators,
+    /// The nodes running now (ids, dirs, URLs).
+    specs: Vec<NodeSpec>,
+    /// The tables of every node's configuration.
+    tables: String,
+    /// Adds and removals asked at the control endpoint, served by the run loop.
+    requests: tokio::sync::mpsc::Receiver<NodeRequest>,
+}
+
+/// A change of the devnet's monitoring nodes, asked at the control endpoint.
+enum NodeAsk {
+    Add,
+    Remove(String),
+}
+
+struct NodeRequest {
+    ask: NodeAsk,
+    reply: tokio::sync::oneshot::Sender<(StatusCode, String)>,
 }
 
 /// The tables every devnet node's configuration shares (written after its own
@@ -333,11 +350,12 @@ impl Devnet {
                 aggregator: args.aggregators.includes(k + 1),
             })
             .collect();
+        let tables = devnet_tables(args);
         let monitors = crate::network::init::init(&InitSpec {
             dir: dir.clone(),
             nodes: specs.clone(),
             targets: target_info.clone(),
-            tables: devnet_tables(args),
+            tables: tables.clone(),
             stake: 1.0,
         })?;
         let mut node_urls = Vec::new();
@@ -363,7 +381,21 @@ impl Devnet {
             .await?;
         }
         let targets = Arc::new(Mutex::new(targets));
-        let control_url = serve_control(targets.clone()).await?;
+        let (tx, requests) = tokio::sync::mpsc::channel(4);
+        let control_url = serve_control(Control {
+            targets: targets.clone(),
+            nodes: tx,
+        })
+        .await?;
+        std::fs::write(
+            dir.join("devnet.json"),
+            serde_json::to_string_pretty(&serde_json::json!({
+                "sequencer": seq_url,
+                "control": control_url,
+                "nodes": node_urls,
+                "genesis": dir.join("genesis.json"),
+            }))? + "\n",
+        )?;
         Ok(Devnet {
             dir,
             seq_url,
@@ -375,7 +407,123 @@ impl Devnet {
             procs,
             http,
             aggregators: args.aggregators,
+            specs,
+            tables,
+            requests,
         })
+    }
+
+    /// Serves one add or removal of a monitoring node: the change is approved on
+    /// every node that stays (the devnet operates them all), proposed through
+    /// one of them, and the node started or stopped.
+    async fn change_nodes(&mut self, ask: NodeAsk) -> anyhow::Result<String> {
+        let proposer = match &ask {
+            NodeAsk::Add => self.specs.first(),
+            NodeAsk::Remove(id) => self.specs.iter().find(|s| s.id != *id),
+        }
+        .ok_or_else(|| anyhow::anyhow!("no node left to propose the change"))?
+        .clone();
+        let pdir = self.dir.join(&proposer.dir_name);
+        let mut cfg =
+            crate::config::NodeConfig::load(Some(&pdir.join("node.toml")), &Default::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::network::Genesis::resolve(&mut cfg)?;
+        let roots = crate::http_client::Roots::default();
+        let peers = crate::peers::Peers::new(Duration::from_secs(5), &roots);
+        let net = crate::propose::in_force(&peers, &proposer.url).await?;
+        let (op, new) = match &ask {
+            NodeAsk::Add => {
+                let k = (1..)
+                    .find(|k| !self.dir.join(format!("node{k}")).exists())
+                    .expect("a free number");
+                let listen = free_ports(1)?[0];
+                let spec = NodeSpec {
+                    id: format!("Node{k}"),
+                    url: format!("http://{listen}"),
+                    listen: listen.to_string(),
+                    dir_name: format!("node{k}"),
+                    aggregator: false,
+                };
+                let ndir = self.dir.join(&spec.dir_name);
+                let node = crate::network::init::new_member(&ndir, &spec, 1.0)?;
+                std::fs::write(
+                    ndir.join("node.toml"),
+                    crate::network::init::joining_node_toml(&spec, &self.tables),
+                )?;
+                // It starts from the genesis and replays the whole log.
+                self.procs.push(spawn(
+                    &spec.id,
+                    &[
+                        "--config".into(),
+                        ndir.join("node.toml").display().to_string(),
+                    ],
+                    &ndir.join("node.log"),
+                )?);
+                if let Err(e) = wait_http(
+                    &self.http,
+                    &format!("{}/health", spec.url),
+                    &mut self.procs,
+                    Duration::from_secs(30),
+                )
+                .await
+                {
+                    if let Some(i) = self.procs.iter().position(|p| p.name == spec.id) {
+                        let mut proc = self.procs.remove(i);
+                        terminate(&mut proc).await;
+                    }
+                    return Err(e);
+                }
+                (crate::network::Op::AddNode { node }, Some(spec))
+            }
+            NodeAsk::Remove(id) => {
+                if !self.specs.iter().any(|s| s.id == *id) {
+                    bail!("no running node {id}");
+                }
+                (crate::network::Op::RemoveNode { id: id.clone() }, None)
+            }
+        };
+        let p = crate::network::Proposal {
+            network: net.id.clone(),
+            version: net.version + 1,
+            changes: vec![op],
+        };
+        for spec in &self.specs {
+            let removed = matches!(&ask, NodeAsk::Remove(id) if *id == spec.id);
+            if !removed {
+                let db = self.dir.join(&spec.dir_name).join("replica.sqlite");
+                crate::network::approve(&crate::network::approvals_dir(&db), &p)?;
+            }
+        }
+        crate::propose::propose(&cfg, &p, Duration::from_secs(60)).await?;
+        match ask {
+            NodeAsk::Add => {
+                let spec = new.expect("a new node");
+                let line = format!(
+                    "{} added at network version {} ({}; log {})\n",
+                    spec.id,
+                    p.version,
+                    spec.url,
+                    self.dir.join(&spec.dir_name).join("node.log").display()
+                );
+                self.node_urls.push(spec.url.clone());
+                self.specs.push(spec);
+                Ok(line)
+            }
+            NodeAsk::Remove(id) => {
+                if let Some(i) = self.procs.iter().position(|p| p.name == id) {
+                    let mut proc = self.procs.remove(i);
+                    terminate(&mut proc).await;
+                }
+                if let Some(i) = self.specs.iter().position(|s| s.id == id) {
+                    let spec = self.specs.remove(i);
+                    self.node_urls.retain(|u| *u != spec.url);
+                }
+                Ok(format!(
+                    "{id} removed at network version {} and stopped\n",
+                    p.version
+                ))
+            }
+        }
     }
 
     fn print(&self) {
@@ -405,9 +553,12 @@ impl Devnet {
             t = self.target_info[0].0
         );
         println!(
-            "  monitoring nodes: {}/nodes.json; configs and logs: {}/node*/",
-            self.dir.display(),
-            self.dir.display()
+            "  nodes      curl -X POST {c}/nodes   (adds a monitoring node through a network change);\n             curl -X POST {c}/nodes/Node2/remove",
+            c = self.control_url
+        );
+        println!(
+            "  monitoring nodes: {d}/nodes.json; genesis: {d}/genesis.json; configs and logs: {d}/node*/",
+            d = self.dir.display()
         );
     }
 
@@ -627,8 +778,8 @@ impl Devnet {
             path.display(),
             serde_json::to_string_pretty(&proof)?
         );
-        let set = MonitorSet::new(&self.monitors, &[], Threshold::TWO_THIRDS)?;
-        match verify_value(&proof, &set).map_err(anyhow::Error::msg)? {
+        let set = std::sync::Arc::new(MonitorSet::new(&self.monitors, &[], Threshold::TWO_THIRDS)?);
+        match verify_value(&proof, &|_| Ok(set.clone())).map_err(anyhow::Error::msg)? {
             Verdict::Valid(s) => println!("   livenessd verify: {s}"),
             Verdict::Invalid(why) => bail!("the proof does not verify: {why}"),
         }
@@ -678,13 +829,21 @@ fn print_table(address: &str, t: &Value) {
     }
 }
 
-/// The devnet's control endpoint: `POST /targets/{address}/{stop|start}`.
-async fn serve_control(targets: Arc<Mutex<Vec<DemoTarget>>>) -> anyhow::Result<String> {
-    async fn control(
-        State(targets): State<Arc<Mutex<Vec<DemoTarget>>>>,
+/// What the control endpoint acts on.
+#[derive(Clone)]
+struct Control {
+    targets: Arc<Mutex<Vec<DemoTarget>>>,
+    nodes: tokio::sync::mpsc::Sender<NodeRequest>,
+}
+
+/// The devnet's control endpoint: `POST /targets/{address}/{stop|start}`,
+/// `POST /nodes` (add a monitoring node), `POST /nodes/{id}/remove`.
+async fn serve_control(control: Control) -> anyhow::Result<String> {
+    async fn target(
+        State(c): State<Control>,
         UrlPath((address, action)): UrlPath<(String, String)>,
     ) -> (StatusCode, String) {
-        let mut targets = targets.lock().await;
+        let mut targets = c.targets.lock().await;
         let Some(t) = targets.iter_mut().find(|t| t.address == address) else {
             return (StatusCode::NOT_FOUND, format!("no target {address}\n"));
         };
@@ -701,11 +860,38 @@ async fn serve_control(targets: Arc<Mutex<Vec<DemoTarget>>>) -> anyhow::Result<S
             _ => (StatusCode::NOT_FOUND, "use stop or start\n".into()),
         }
     }
+    async fn ask(c: &Control, ask: NodeAsk) -> (StatusCode, String) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        if c.nodes.send(NodeRequest { ask, reply }).await.is_err() {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the devnet is stopping\n".into(),
+            );
+        }
+        match tokio::time::timeout(Duration::from_secs(120), rx).await {
+            Ok(Ok(r)) => r,
+            _ => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not served (a --demo devnet changes no nodes)\n".into(),
+            ),
+        }
+    }
+    async fn add(State(c): State<Control>) -> (StatusCode, String) {
+        ask(&c, NodeAsk::Add).await
+    }
+    async fn remove(
+        State(c): State<Control>,
+        UrlPath(id): UrlPath<String>,
+    ) -> (StatusCode, String) {
+        ask(&c, NodeAsk::Remove(id)).await
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let router = axum::Router::new()
-        .route("/targets/{address}/{action}", axum::routing::post(control))
-        .with_state(targets);
+        .route("/targets/{address}/{action}", axum::routing::post(target))
+        .route("/nodes", axum::routing::post(add))
+        .route("/nodes/{id}/remove", axum::routing::post(remove))
+        .with_state(control);
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -760,6 +946,16 @@ pub async fn run(args: DevnetArgs, stop: CancellationToken) -> anyhow::Result<Ex
                     if let Err(e) = net.check_children() {
                         break Err(e);
                     }
+                }
+                Some(r) = net.requests.recv() => {
+                    let answer = match net.change_nodes(r.ask).await {
+                        Ok(line) => {
+                            print!("{line}");
+                            (StatusCode::OK, line)
+                        }
+                        Err(e) => (StatusCode::CONFLICT, format!("{e:#}\n")),
+                    };
+                    let _ = r.reply.send(answer);
                 }
             }
         }

@@ -140,6 +140,8 @@ pub enum EventError {
     BadEncoding(bls::BlsError),
     #[error("aggregated signature does not verify")]
     InvalidSignature,
+    #[error("network change refused: {why}")]
+    Change { reason: &'static str, why: String },
     #[error("state {state} at {timestamp} repeats the current state")]
     RepeatedState { state: NodeState, timestamp: i64 },
     #[error("timestamp {timestamp} is older than the last applied event ({last})")]
@@ -174,6 +176,7 @@ impl EventError {
             EventError::TooFewSigners { .. } => "too_few_signers",
             EventError::BadEncoding(_) => "bad_signature_encoding",
             EventError::InvalidSignature => "bad_signature",
+            EventError::Change { reason, .. } => reason,
             EventError::RepeatedState { .. } => "repeated_state",
             EventError::Stale { .. } => "stale_timestamp",
             EventError::TooOld { .. } => "too_old",
@@ -184,7 +187,14 @@ impl EventError {
     /// A second report of the change already in force (several aggregators report
     /// the same change): expected, counted apart, not a rejection.
     pub fn is_duplicate(&self) -> bool {
-        matches!(self, EventError::RepeatedState { .. })
+        matches!(
+            self,
+            EventError::RepeatedState { .. }
+                | EventError::Change {
+                    reason: "change_duplicate",
+                    ..
+                }
+        )
     }
 }
 

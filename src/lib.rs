@@ -57,6 +57,7 @@ pub mod os_error;
 pub mod peers;
 pub mod prober;
 pub mod process_metrics;
+pub mod propose;
 pub mod replicator;
 pub mod signer;
 pub mod stats;

@@ -94,6 +94,9 @@ struct Metrics {
     events_applied: Counter,
     events_rejected: Family<Reason, Counter>,
     events_duplicate: Counter,
+    network_version: Gauge,
+    network_changes: Counter,
+    network_signatures: Family<Reason, Counter>,
     replicator_errors: Family<Kind, Counter>,
     gateway_switches: Family<Reason, Counter>,
     // zellular client
@@ -160,6 +163,9 @@ impl Metrics {
             events_applied: Default::default(),
             events_rejected: Default::default(),
             events_duplicate: Default::default(),
+            network_version: Default::default(),
+            network_changes: Default::default(),
+            network_signatures: Default::default(),
             replicator_errors: Default::default(),
             gateway_switches: Default::default(),
             zellular_request_errors: Default::default(),
@@ -247,6 +253,21 @@ impl Metrics {
             "gateway_switches",
             "Switches to another gateway, by reason",
             m.gateway_switches.clone(),
+        );
+        r.register(
+            "network_version",
+            "Version of the network in force (1: its genesis)",
+            m.network_version.clone(),
+        );
+        r.register(
+            "network_changes_applied",
+            "Network changes applied from the log",
+            m.network_changes.clone(),
+        );
+        r.register(
+            "network_change_signatures",
+            "Asks to sign a network change, by outcome (signed, not_approved, refused)",
+            m.network_signatures.clone(),
         );
         r.register(
             "zellular_request_errors",
@@ -479,6 +500,20 @@ pub fn event_rejected(reason: &str) {
 
 pub fn event_duplicate() {
     m().events_duplicate.inc();
+}
+
+/// The network version in force (set at start and after each change).
+pub fn network_version(v: u64) {
+    m().network_version.set(v as i64);
+}
+
+pub fn network_change_applied() {
+    m().network_changes.inc();
+}
+
+/// An ask to sign a network change, by outcome.
+pub fn network_change_signature(outcome: &str) {
+    m().network_signatures.get_or_create(&r(outcome)).inc();
 }
 
 pub fn replicator_error(kind: &str) {

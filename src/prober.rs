@@ -247,7 +247,8 @@ struct Inner {
     cfg: ProbeConfig,
     clock: Clock,
     http: reqwest::Client,
-    targets: Vec<(String, Check)>,
+    /// The targets in force (replaced when a network change adds or removes one).
+    targets: RwLock<Arc<Vec<(String, Check)>>>,
     view: RwLock<HashMap<String, Damper>>,
     changes: broadcast::Sender<Confirmed>,
     /// Shared `/state` probes in flight, per target.
@@ -319,17 +320,7 @@ impl Prober {
             .pool_max_idle_per_host(1)
             .build()
             .unwrap_or_default();
-        let targets: Vec<(String, Check)> = targets
-            .iter()
-            .map(|t| {
-                let check = match (&t.http, &t.tcp) {
-                    (Some(u), _) => Check::Http(u.clone()),
-                    (None, Some(a)) => Check::Tcp(a.clone()),
-                    (None, None) => Check::Tcp(String::new()),
-                };
-                (t.address.clone(), check)
-            })
-            .collect();
+        let targets = checks(targets);
         let view = targets
             .iter()
             .map(|(a, _)| (a.clone(), Damper::default()))
@@ -340,12 +331,35 @@ impl Prober {
                 cfg,
                 clock,
                 http,
-                targets,
+                targets: RwLock::new(Arc::new(targets)),
                 view: RwLock::new(view),
                 changes,
                 flights: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Replaces the targets (a network change): new ones are probed from the
+    /// next round, removed ones are forgotten.
+    pub fn set_targets(&self, targets: &[Target]) {
+        let next = checks(targets);
+        let mut view = self.inner.view.write().expect("view lock");
+        view.retain(|a, _| next.iter().any(|(b, _)| a == b));
+        for (a, _) in &next {
+            view.entry(a.clone()).or_default();
+        }
+        *self.inner.targets.write().expect("targets lock") = Arc::new(next);
+    }
+
+    fn targets(&self) -> Arc<Vec<(String, Check)>> {
+        self.inner.targets.read().expect("targets lock").clone()
+    }
+
+    fn find(&self, address: &str) -> Option<Check> {
+        self.targets()
+            .iter()
+            .find(|(a, _)| a == address)
+            .map(|(_, c)| c.clone())
     }
 
     /// Confirmed changes, as they happen.
@@ -369,7 +383,7 @@ impl Prober {
     }
 
     pub fn knows(&self, address: &str) -> bool {
-        self.inner.targets.iter().any(|(a, _)| a == address)
+        self.targets().iter().any(|(a, _)| a == address)
     }
 
     async fn check(&self, check: &Check) -> Health {
@@ -414,9 +428,8 @@ impl Prober {
         }
     }
 
-    /// Probes target `i` now and counts it.
-    async fn observe(&self, i: usize) -> Observation {
-        let (address, check) = &self.inner.targets[i];
+    /// Probes a target now and counts it.
+    async fn observe(&self, address: &str, check: &Check) -> Observation {
         let started = Instant::now();
         let health = self.check(check).await;
         let latency = started.elapsed();
@@ -430,7 +443,7 @@ impl Prober {
             },
         );
         Observation {
-            address: address.clone(),
+            address: address.to_owned(),
             state: health.state(self.inner.cfg.degraded_is_up),
             health,
             at: self.inner.clock.now(),
@@ -440,20 +453,15 @@ impl Prober {
 
     /// Probes `address` now (no damping, not shared); `None` for an unknown address.
     pub async fn probe(&self, address: &str) -> Option<Observation> {
-        let i = self.inner.targets.iter().position(|(a, _)| a == address)?;
-        Some(self.observe(i).await)
+        let check = self.find(address)?;
+        Some(self.observe(address, &check).await)
     }
 
     /// Probes `address` for a `/state` ask: joins the probe already in flight for
     /// it, or starts one that later asks join. The probe runs in its own task, so a
     /// caller that gives up does not cancel it for the others.
     pub async fn probe_shared(&self, address: &str) -> Result<Observation, ProbeError> {
-        let i = self
-            .inner
-            .targets
-            .iter()
-            .position(|(a, _)| a == address)
-            .ok_or(ProbeError::Unknown)?;
+        let check = self.find(address).ok_or(ProbeError::Unknown)?;
         let flight = {
             let mut flights = self.inner.flights.lock().expect("flights lock");
             match flights.get(address) {
@@ -476,7 +484,7 @@ impl Prober {
                     let key = address.to_owned();
                     let mine = f.clone();
                     tokio::spawn(async move {
-                        let obs = me.observe(i).await;
+                        let obs = me.observe(&key, &check).await;
                         // Later asks start a new probe: this one is done.
                         let mut flights = me.inner.flights.lock().expect("flights lock");
                         if flights.get(&key).is_some_and(|g| Arc::ptr_eq(g, &mine)) {
@@ -566,8 +574,10 @@ impl Prober {
     pub async fn round(&self) {
         let sem = Arc::new(Semaphore::new(self.inner.cfg.concurrency));
         let mut set = JoinSet::new();
-        for i in 0..self.inner.targets.len() {
+        let targets = self.targets();
+        for i in 0..targets.len() {
             let p = self.clone();
+            let targets = targets.clone();
             let sem = sem.clone();
             let jitter = self.inner.cfg.jitter_ms;
             set.spawn(async move {
@@ -576,8 +586,12 @@ impl Prober {
                     tokio::time::sleep(Duration::from_millis(d)).await;
                 }
                 let _permit = sem.acquire().await.expect("semaphore open");
-                let obs = p.observe(i).await;
-                p.record(&obs);
+                let (address, check) = &targets[i];
+                let obs = p.observe(address, check).await;
+                // A target removed during the round is not recorded.
+                if Arc::ptr_eq(&p.targets(), &targets) || p.knows(address) {
+                    p.record(&obs);
+                }
             });
         }
         while set.join_next().await.is_some() {}
@@ -598,6 +612,21 @@ impl Prober {
             }
         }
     }
+}
+
+/// How each target is checked.
+fn checks(targets: &[Target]) -> Vec<(String, Check)> {
+    targets
+        .iter()
+        .map(|t| {
+            let check = match (&t.http, &t.tcp) {
+                (Some(u), _) => Check::Http(u.clone()),
+                (None, Some(a)) => Check::Tcp(a.clone()),
+                (None, None) => Check::Tcp(String::new()),
+            };
+            (t.address.clone(), check)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@
 //! 5. only a real transition applies: the state differs from the current one and the
 //!    timestamp is not older than the address's last applied event.
 //!
+//! A network change (an item of kind `livenessd.network_change`) applies at its
+//! position if it names this network and the next version and a quorum of the set
+//! in force signed it; it ends its transaction, and the items after it are checked
+//! against the new set and targets.
+//!
 //! Events, states, totals, `log_time` and the cursor commit together in
 //! transactions of at most [`MAX_ITEMS_PER_TRANSACTION`] items, so a node that keeps
 //! crashing still makes progress, and nothing is half-written.
@@ -25,11 +30,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{parse_batch, Event, EventError, MonitorSet};
+use crate::events::{Event, EventError};
 use crate::freshness::ReplicaStatus;
 use crate::metrics;
+use crate::network::{canonical, parse_items, Item, NetworkHandle, NetworkState};
 use crate::stats::AppliedEvent;
-use crate::store::node::{Applied, CursorUpdate, Position, ReplicaStore, TargetState};
+use crate::store::node::{
+    Applied, AppliedChange, CursorUpdate, Position, ReplicaStore, TargetState,
+};
 use crate::store::StoreError;
 use crate::zellular::{Client, Cursor, FinalizedBatch, OperatorSource, StreamError};
 
@@ -88,7 +96,7 @@ struct Unit {
     position: u32,
     /// The parsed event, or why the item (or the batch) is dropped; `None` for an
     /// empty batch.
-    item: Option<Result<Event, EventError>>,
+    item: Option<Result<Item, EventError>>,
     /// `log_time` once this unit's batch is applied.
     sync_time: i64,
     /// Whether this is the batch's last unit, and its chaining hash then.
@@ -164,7 +172,10 @@ impl LogBudget {
 /// Applies the verified sequence to the replica.
 pub struct Replicator {
     store: ReplicaStore,
-    monitors: Arc<MonitorSet>,
+    /// The network in force (this replicator moves it on).
+    network: NetworkHandle,
+    net: Arc<NetworkState>,
+    /// The current targets.
     addresses: HashSet<String>,
     /// Current state of every address, mirrored from the store (the only writer).
     states: HashMap<String, TargetState>,
@@ -185,14 +196,15 @@ pub struct Replicator {
 impl Replicator {
     pub async fn new(
         store: ReplicaStore,
-        monitors: Arc<MonitorSet>,
-        addresses: &[String],
+        network: NetworkHandle,
         window: ApplyWindow,
         client: Client,
         operators: OperatorSource,
         status: ReplicaStatus,
     ) -> Result<Self, StoreError> {
-        store.init_targets(addresses).await?;
+        let net = network.current();
+        let addresses: Vec<String> = net.addresses();
+        store.init_targets(&addresses).await?;
         let states = store.states().await?;
         let position = store.position().await?;
         let unmonitored = store
@@ -205,8 +217,9 @@ impl Replicator {
         status.applied(position.index, position.log_time);
         Ok(Replicator {
             store,
-            monitors,
-            addresses: addresses.iter().cloned().collect(),
+            network,
+            addresses: addresses.into_iter().collect(),
+            net,
             states,
             position,
             unmonitored,
@@ -245,7 +258,7 @@ impl Replicator {
                 0
             };
             let first = out.len();
-            match parse_batch(&b.body) {
+            match parse_items(&b.body) {
                 Err(e) => out.push(Unit {
                     index: b.index,
                     position: 0,
@@ -298,9 +311,19 @@ impl Replicator {
         if units.is_empty() {
             return Ok((self.position.clone(), report));
         }
-        let mut iter = units.into_iter().peekable();
-        while iter.peek().is_some() {
-            let slice: Vec<Unit> = iter.by_ref().take(MAX_ITEMS_PER_TRANSACTION).collect();
+        // A network change ends its transaction: what follows is checked under
+        // the version it makes.
+        let mut slice = Vec::new();
+        for u in units {
+            let ends = matches!(u.item, Some(Ok(Item::Change(_))));
+            slice.push(u);
+            if ends || slice.len() == MAX_ITEMS_PER_TRANSACTION {
+                self.apply_slice(std::mem::take(&mut slice), &mut report)
+                    .await?;
+                report.transactions += 1;
+            }
+        }
+        if !slice.is_empty() {
             self.apply_slice(slice, &mut report).await?;
             report.transactions += 1;
         }
@@ -316,9 +339,18 @@ impl Replicator {
         let mut rejections = Rejections::default();
         // Rules 1-3, cheap, before any signature work.
         let mut candidates: Vec<(usize, Event)> = Vec::new();
+        let mut change = None;
         for (k, u) in slice.iter().enumerate() {
             let Some(item) = &u.item else { continue };
-            let checked = item.clone().and_then(|ev| {
+            let item = match item {
+                Ok(Item::Change(c)) => {
+                    change = Some((k, c.clone()));
+                    continue;
+                }
+                Ok(Item::Event(ev)) => Ok(ev.clone()),
+                Err(e) => Err(e.clone()),
+            };
+            let checked = item.and_then(|ev| {
                 if !self.addresses.contains(&ev.address) {
                     return Err(EventError::UnknownAddress(ev.address));
                 }
@@ -334,7 +366,7 @@ impl Replicator {
             }
         }
         // Rule 4: every signature of the slice in one batch, off the async threads.
-        let monitors = self.monitors.clone();
+        let monitors = self.net.monitors.clone();
         let (candidates, verdicts) = tokio::task::spawn_blocking(move || {
             let refs: Vec<&Event> = candidates.iter().map(|c| &c.1).collect();
             let verdicts = monitors.verify_events(&refs);
@@ -383,6 +415,7 @@ impl Replicator {
                         event: ev,
                         log_time: u.sync_time,
                         after,
+                        network_version: self.net.version,
                     });
                 }
                 Err(e) if e.is_duplicate() => {
@@ -397,6 +430,62 @@ impl Replicator {
                 }
             }
         }
+        // The change that ends the slice, after its events, under the set in force.
+        let mut next_net = None;
+        let applied_change = match change {
+            None => None,
+            Some((k, c)) => {
+                let u = &slice[k];
+                match self.net.next(&c) {
+                    Ok(next) => {
+                        let before: HashSet<&String> = self.addresses.iter().collect();
+                        let after: Vec<String> = next.addresses();
+                        let added: Vec<String> = after
+                            .iter()
+                            .filter(|a| !before.contains(a))
+                            .cloned()
+                            .collect();
+                        let removed: Vec<String> = self
+                            .addresses
+                            .iter()
+                            .filter(|a| !after.contains(a))
+                            .cloned()
+                            .collect();
+                        tracing::info!(
+                            index = u.index,
+                            version = next.version,
+                            nodes = next.monitors.nodes().len(),
+                            targets = after.len(),
+                            ?added,
+                            ?removed,
+                            "network change applied"
+                        );
+                        let applied = AppliedChange {
+                            version: next.version,
+                            zellular_index: u.index,
+                            position: u.position,
+                            log_time: u.sync_time,
+                            change: canonical(&*c),
+                            added,
+                            removed,
+                        };
+                        next_net = Some(Arc::new(next));
+                        Some(applied)
+                    }
+                    Err(e) => {
+                        let e = EventError::from(e);
+                        if e.is_duplicate() {
+                            metrics::event_duplicate();
+                            report.duplicates += 1;
+                        } else {
+                            rejections.add(u.index, &e);
+                            report.rejected += 1;
+                        }
+                        None
+                    }
+                }
+            }
+        };
         // The cursor after this slice: the last batch completed, plus how far into
         // the next one it got.
         let last = slice.last().expect("a slice is never empty");
@@ -431,10 +520,25 @@ impl Replicator {
                 monitoring_starts,
             },
         };
-        let position = self.store.apply(&accepted, &cursor).await?;
+        let position = self
+            .store
+            .apply(&accepted, applied_change.as_ref(), &cursor)
+            .await?;
         self.states = next_states;
         self.position = position;
         self.unmonitored.clear();
+        if let Some(next) = next_net {
+            self.addresses = next.addresses().into_iter().collect();
+            if let Some(c) = &applied_change {
+                for a in &c.added {
+                    self.states.insert(a.clone(), TargetState::INITIAL);
+                }
+            }
+            self.net = next.clone();
+            self.network.set(next);
+            metrics::network_version(self.net.version);
+            metrics::network_change_applied();
+        }
         self.status
             .applied(self.position.index, self.position.log_time);
         let live = self.status.reached_head();
@@ -444,7 +548,7 @@ impl Replicator {
                 event: a.event.clone(),
                 log_time: a.log_time,
                 previous_since,
-                network_version: 1,
+                network_version: a.network_version,
                 live,
             });
         }
@@ -719,7 +823,7 @@ async fn sleep_or_stop(stop: &CancellationToken, d: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{MonitoringNode, Threshold};
+    use crate::config::MonitoringNode;
     use crate::crypto::bls::SecretKey;
     use crate::events::{state_message, NodeState};
     use crate::zellular::{ClientConfig, Operator, OperatorSet};
@@ -729,8 +833,7 @@ mod tests {
     struct Fixture {
         _dir: tempfile::TempDir,
         dir: std::path::PathBuf,
-        monitors: Arc<MonitorSet>,
-        addresses: Vec<String>,
+        genesis: crate::network::Genesis,
         batch: FinalizedBatch,
     }
 
@@ -746,8 +849,26 @@ mod tests {
             pop: Some(sk.prove_possession().to_hex()),
             stake: 1.0,
         };
-        let monitors = Arc::new(MonitorSet::new(&[node], &[], Threshold::TWO_THIRDS).unwrap());
         let addresses: Vec<String> = (0..n).map(|i| format!("0x{i:05}")).collect();
+        let genesis = crate::network::Genesis {
+            livenessd_genesis: crate::network::GENESIS_FORMAT,
+            name: "test".into(),
+            definition: crate::network::Definition {
+                monitoring_nodes: vec![node],
+                allow_without_pop: vec![],
+                targets: addresses
+                    .iter()
+                    .map(|a| crate::config::Target {
+                        address: a.clone(),
+                        http: None,
+                        tcp: Some("127.0.0.1:1".into()),
+                    })
+                    .collect(),
+                quorum_threshold: "2/3".into(),
+            },
+            epoch: Default::default(),
+            settlement: Default::default(),
+        };
         let events: Vec<Event> = addresses
             .iter()
             .map(|a| Event {
@@ -764,8 +885,7 @@ mod tests {
         Fixture {
             dir: dir.path().to_owned(),
             _dir: dir,
-            monitors,
-            addresses,
+            genesis,
             batch: FinalizedBatch {
                 index: 1,
                 chaining_hash: crate::zellular::chain::next("", &body),
@@ -785,8 +905,7 @@ mod tests {
         };
         Replicator::new(
             store,
-            f.monitors.clone(),
-            &f.addresses,
+            NetworkHandle::new(NetworkState::genesis(&f.genesis).unwrap()),
             ApplyWindow {
                 max_event_age: 120,
                 max_clock_drift: 10,

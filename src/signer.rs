@@ -22,6 +22,10 @@ pub struct StateAttestation {
     pub state: NodeState,
     pub timestamp: i64,
     pub signature: String,
+    /// The network version the signer was a member of (livenessd's extension; a
+    /// verifier takes that version's keys from the network history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_version: Option<u64>,
 }
 
 /// A signed `/downtime` answer.
@@ -32,6 +36,9 @@ pub struct DowntimeAnswer {
     pub to_timestamp: i64,
     pub total_downtime_seconds: i64,
     pub signature: String,
+    /// The network version it was made under (livenessd's extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_version: Option<u64>,
 }
 
 /// The timestamp is too far from the observation.
@@ -111,8 +118,15 @@ impl Signer {
             state: obs.state(),
             timestamp,
             signature: sig.to_hex(),
+            network_version: None,
         };
         Ok((att, sig))
+    }
+
+    /// Signs a network change. Only for a change this node's operator approved
+    /// and the node checked against the version in force (the caller does both).
+    pub fn sign_network_change(&self, p: &crate::network::Proposal) -> Signature {
+        self.sk.sign(p.message().as_bytes())
     }
 
     /// Signs a downtime this node computed from its replica.
@@ -142,6 +156,7 @@ impl Signer {
             to_timestamp: d.to(),
             total_downtime_seconds: d.seconds(),
             signature,
+            network_version: None,
         }
     }
 }

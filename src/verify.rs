@@ -1,14 +1,19 @@
 //! `livenessd verify`: checks a quorum proof offline, as a third party would — an
-//! `/aggregate_downtime` answer, one event, or a batch (a JSON array of events) —
-//! against the monitoring nodes' keys (each key's proof of possession checked first).
+//! `/aggregate_downtime` answer, one event, a network change, or a JSON array of
+//! them — against the monitoring nodes' keys (each key's proof of possession checked
+//! first): a static nodes file, or a network history checked from its genesis, the
+//! proof then checked under the version it names.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::answers::AggregateDowntime;
 use crate::config::{load_reference_nodes, Threshold};
 use crate::events::{downtime_message, Event, MonitorSet};
+use crate::network::history::History;
+use crate::network::{SignedChange, CHANGE_KIND};
 
 /// The outcome of a check that could read its input.
 #[derive(Debug)]
@@ -44,28 +49,105 @@ pub fn verify_file(
             )))
         }
     };
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Unreadable(format!("{}: {e}", file.display())))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| Unreadable(format!("{}: not JSON: {e}", file.display())))?;
-    verify_value(&v, &set).map_err(Unreadable)
+    let v = read_json(file)?;
+    let set = std::sync::Arc::new(set);
+    verify_value(&v, &|_| Ok(set.clone())).map_err(Unreadable)
+}
+
+fn read_json(file: &Path) -> Result<Value, Unreadable> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Unreadable(format!(
+            "{}: {}",
+            file.display(),
+            crate::os_error::reason(&e)
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Unreadable(format!("{}: not JSON: {e}", file.display())))
+}
+
+/// Checks the proof in `file` under the network `history` (`GET
+/// /v1/network/history`): the chain of changes from the genesis first, then the
+/// proof with the monitoring nodes of the version it names (version 1 when it
+/// names none).
+pub fn verify_file_with_history(file: &Path, history: &Path) -> Result<Verdict, Unreadable> {
+    let h: History = serde_json::from_value(read_json(history)?)
+        .map_err(|e| Unreadable(format!("{}: not a network history: {e}", history.display())))?;
+    let versions = match h.replay() {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(Verdict::Invalid(format!(
+                "the network history does not check out: {e}"
+            )))
+        }
+    };
+    let v = read_json(file)?;
+    let verdict = verify_value(&v, &|version| {
+        let n = version.unwrap_or(1);
+        versions
+            .get((n as usize).wrapping_sub(1))
+            .map(|s| s.monitors.clone())
+            .ok_or_else(|| {
+                format!(
+                    "it names network version {n}, but the history ends at version {}",
+                    versions.len()
+                )
+            })
+    });
+    match verdict {
+        Ok(Verdict::Valid(s)) => Ok(Verdict::Valid(format!(
+            "{s}\n(network {}, history of {} versions checked from its genesis)",
+            h.network,
+            versions.len()
+        ))),
+        Ok(x) => Ok(x),
+        // A version the history lacks is a proof that cannot be trusted here.
+        Err(e) if e.starts_with("it names network version") => Ok(Verdict::Invalid(e)),
+        Err(e) => Err(Unreadable(e)),
+    }
+}
+
+/// The monitoring nodes of a network version (`None`: the proof names none).
+type SetOf<'a> = dyn Fn(Option<u64>) -> Result<Arc<MonitorSet>, String> + 'a;
+
+fn version_of(v: &Value) -> Option<u64> {
+    v.get("network_version").and_then(Value::as_u64)
 }
 
 /// Checks a parsed proof.
-pub fn verify_value(v: &Value, set: &MonitorSet) -> Result<Verdict, String> {
+pub fn verify_value(v: &Value, sets: &SetOf<'_>) -> Result<Verdict, String> {
     if let Value::Array(items) = v {
         if items.is_empty() {
             return Err("an empty list holds no proof".into());
         }
         let mut lines = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            match verify_value(item, set)? {
+            match verify_value(item, sets)? {
                 Verdict::Valid(s) => lines.push(s),
                 Verdict::Invalid(why) => return Ok(Verdict::Invalid(format!("item {i}: {why}"))),
             }
         }
         return Ok(Verdict::Valid(lines.join("\n")));
     }
+    if v.get("kind").and_then(Value::as_str) == Some(CHANGE_KIND) {
+        let c = SignedChange::from_value(v).map_err(|e| format!("not a network change: {e}"))?;
+        let p = &c.proposal;
+        let set = sets(Some(p.version.saturating_sub(1)))?;
+        return Ok(
+            match set.verify_quorum(&p.message(), &c.aggregated_signature, &c.non_signing_nodes) {
+                Ok(()) => Verdict::Valid(format!(
+                    "valid: the change to network version {} ({} operations), signed by {} of {} monitoring nodes of version {}",
+                    p.version,
+                    p.changes.len(),
+                    set.nodes().len() - c.non_signing_nodes.len(),
+                    set.nodes().len(),
+                    p.version.saturating_sub(1)
+                )),
+                Err(e) => Verdict::Invalid(e.to_string()),
+            },
+        );
+    }
+    let set = sets(version_of(v))?;
     if v.get("total_downtime_seconds").is_some() {
         let a: AggregateDowntime = serde_json::from_value(v.clone())
             .map_err(|e| format!("not an /aggregate_downtime answer: {e}"))?;

@@ -3,12 +3,26 @@
 //! real `Answers`, windows anywhere.
 
 use livenessd::answers::{Answers, IntervalCursor};
-use livenessd::config::EpochConfig;
+use livenessd::config::{EpochConfig, MonitoringNode, Target};
+use livenessd::crypto::bls::SecretKey;
 use livenessd::events::{Event, NodeState};
+use livenessd::network::{Genesis, NetworkHandle};
 use livenessd::store::node::{Applied, CursorUpdate, ReplicaStore, TargetState};
 use rand::{Rng, SeedableRng};
 
 const A: &str = "0xLong";
+
+/// The one monitoring node of the network the answers belong to.
+fn node() -> MonitoringNode {
+    let sk = SecretKey::key_gen(&[3; 32]).unwrap();
+    MonitoringNode {
+        id: "N1".into(),
+        url: "http://127.0.0.1:9".into(),
+        pubkey: sk.public_key().to_hex(),
+        pop: Some(sk.prove_possession().to_hex()),
+        stake: 1.0,
+    }
+}
 
 /// A random alternating history (ties allowed, as the apply rules allow them),
 /// written through the store.
@@ -18,6 +32,7 @@ async fn fill(store: &ReplicaStore, rng: &mut impl Rng, n: usize) -> Vec<(NodeSt
         store
             .apply(
                 &[],
+                None,
                 &CursorUpdate {
                     index: 0,
                     chaining_hash: String::new(),
@@ -53,11 +68,13 @@ async fn fill(store: &ReplicaStore, rng: &mut impl Rng, n: usize) -> Vec<(NodeSt
             },
             log_time: ts,
             after: cur,
+            network_version: 1,
         });
         if batch.len() == 10_000 || k + 1 == n {
             store
                 .apply(
                     &batch,
+                    None,
                     &CursorUpdate {
                         index: k as u64 + 1,
                         chaining_hash: "c".into(),
@@ -109,7 +126,17 @@ async fn check(n: usize, seed: u64) {
         genesis: 0,
         length_secs: 3_600,
     };
-    let answers = Answers::new(store.clone(), vec![A.to_owned()], epoch);
+    let network = NetworkHandle::of_genesis(&Genesis::new(
+        "test",
+        vec![node()],
+        vec![Target {
+            address: A.into(),
+            http: None,
+            tcp: Some("127.0.0.1:9".into()),
+        }],
+        "2/3",
+    ));
+    let answers = Answers::new(store.clone(), network, epoch);
     for _ in 0..2_000 {
         let from = rng.gen_range(0..end);
         let to = rng.gen_range(from..=end);

@@ -120,6 +120,9 @@ pub(super) fn routes(ctx: NodeContext) -> Router {
         .route("/v1/epochs/{epoch}", get(epoch_summary))
         .route("/v1/position", get(position))
         .route("/v1/events", get(events))
+        .route("/v1/network", get(network))
+        .route("/v1/network/history", get(network_history))
+        .route("/v1/network/sign", axum::routing::post(network_sign))
         .route("/metrics", get(render_metrics))
         .route("/", get(super::status::index))
         .route("/targets/{address}", get(super::status::target))
@@ -153,11 +156,15 @@ async fn render_metrics(State(ctx): State<NodeContext>) -> impl axum::response::
 }
 
 async fn health(State(ctx): State<NodeContext>) -> Json<Value> {
+    let net = ctx.net();
     Json(json!({
         "status": "up",
         "node_id": &*ctx.node_id,
         "aggregator": ctx.settings.aggregator,
         "version": env!("CARGO_PKG_VERSION"),
+        "network": net.id,
+        "network_version": net.version,
+        "member": ctx.is_member(&net),
     }))
 }
 
@@ -184,6 +191,7 @@ async fn state_attestation(
     if !ctx.prober.knows(address) {
         return Err(Error::NotFound("Address not found".into()));
     }
+    let net = member(&ctx)?;
     if ctx.clock.now().abs_diff(timestamp) > crate::signer::MAX_TIMESTAMP_DRIFT.unsigned_abs() {
         metrics::attestation_refused("drift");
         return Err(Error::BadRequest("Timestamp drift too large".into()));
@@ -199,10 +207,11 @@ async fn state_attestation(
                 Error::Unavailable("too many state requests for this target at once".into())
             }
         })?;
-    let att = ctx.signer.attest(&obs, timestamp).map_err(|e| {
+    let mut att = ctx.signer.attest(&obs, timestamp).map_err(|e| {
         metrics::attestation_refused("drift");
         Error::BadRequest(format!("Timestamp drift too large: {e}"))
     })?;
+    att.network_version = Some(net.version);
     metrics::attestation();
     Ok(Json(att))
 }
@@ -216,6 +225,7 @@ async fn signed_downtime(
     let address = param(q, "address")?;
     let from = int_param(q, "from_timestamp")?;
     let to = int_param(q, "to_timestamp")?;
+    let net = member(ctx)?;
     let fresh = ctx.status.check().map_err(|why| {
         metrics::signed_answer_refused("stale");
         Error::Unavailable(format!(
@@ -245,7 +255,25 @@ async fn signed_downtime(
         });
     }
     let d = ctx.answers.downtime(address, from, to).await?;
-    Ok(ctx.signer.sign_downtime(&d))
+    let mut a = ctx.signer.sign_downtime(&d);
+    a.network_version = Some(net.version);
+    Ok(a)
+}
+
+/// The network in force, if this node is one of its monitoring nodes (it signs
+/// nothing otherwise).
+fn member(ctx: &NodeContext) -> Result<std::sync::Arc<crate::network::NetworkState>, Error> {
+    let net = ctx.net();
+    if ctx.is_member(&net) {
+        Ok(net)
+    } else {
+        metrics::signed_answer_refused("not_member");
+        Err(Error::Unavailable(format!(
+            "this node ({}) is not a monitoring node of network version {}: it signs nothing \
+             until a network change adds it",
+            ctx.node_id, net.version
+        )))
+    }
 }
 
 async fn downtime(
@@ -260,6 +288,7 @@ async fn aggregate_downtime(
     Query(q): Params,
 ) -> Result<Json<AggregateDowntime>, Error> {
     let own = signed_downtime(&ctx, &q).await?;
+    let monitors = ctx.monitors();
     let msg = downtime_message(
         &own.address,
         own.total_downtime_seconds,
@@ -277,7 +306,7 @@ async fn aggregate_downtime(
         .peers
         .gather(
             Collection {
-                set: &ctx.monitors,
+                set: &monitors,
                 me: &ctx.node_id,
                 msg: msg.as_bytes(),
                 // Every node that agrees signs the proof, as with the reference node.
@@ -305,7 +334,7 @@ async fn aggregate_downtime(
             },
         )
         .await;
-    if !ctx.monitors.quorum_reached(g.stake) {
+    if !monitors.quorum_reached(g.stake) {
         metrics::aggregate_downtime_failed();
         tracing::info!(address = %own.address, refusals = ?g.refusals, "no quorum for a downtime proof");
         return Err(Error::FailedDependency(
@@ -319,21 +348,19 @@ async fn aggregate_downtime(
         to_timestamp: own.to_timestamp,
         total_downtime_seconds: own.total_downtime_seconds,
         aggregated_signature: aggregated.to_hex(),
-        non_signing_nodes: g.non_signers(&ctx.monitors),
+        non_signing_nodes: g.non_signers(&monitors),
+        network_version: own.network_version,
     }))
 }
 
 /// Addresses in order, from the `cursor` (an address, exclusive).
-fn address_page<'a>(ctx: &'a NodeContext, q: &HashMap<String, String>) -> Vec<&'a String> {
-    let mut all: Vec<&String> = ctx.answers.addresses().iter().collect();
-    all.sort();
-    match q.get("cursor") {
-        Some(c) => all
-            .into_iter()
-            .filter(|a| a.as_str() > c.as_str())
-            .collect(),
-        None => all,
-    }
+fn address_page(ctx: &NodeContext, q: &HashMap<String, String>) -> Vec<String> {
+    let all = ctx.answers.addresses();
+    let start = match q.get("cursor") {
+        Some(c) => all.partition_point(|a| a.as_str() <= c.as_str()),
+        None => 0,
+    };
+    all[start..].to_vec()
 }
 
 async fn targets(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json<Value>, Error> {
@@ -344,7 +371,7 @@ async fn targets(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Jso
     let addrs = address_page(&ctx, &q);
     let more = addrs.len() > limit;
     let rows: Vec<(Value, String)> = addrs
-        .into_iter()
+        .iter()
         .take(limit)
         .map(|a| {
             let st = states.get(a);
@@ -466,7 +493,7 @@ async fn epoch_summary(
     let limit = page_limit(&q)?;
     let addrs: Vec<String> = match q.get("address") {
         Some(a) => vec![a.clone()],
-        None => address_page(&ctx, &q).into_iter().cloned().collect(),
+        None => address_page(&ctx, &q),
     };
     let more = addrs.len() > limit;
     let settled = ctx.status.settled();
@@ -488,8 +515,11 @@ async fn epoch_summary(
 
 async fn position(State(ctx): State<NodeContext>) -> Result<Json<Value>, Error> {
     let p = ctx.store.position().await.map_err(internal)?;
+    let net = ctx.net();
     Ok(Json(json!({
         "node_id": &*ctx.node_id,
+        "network": net.id,
+        "network_version": net.version,
         "index": p.index,
         "chaining_hash": p.chaining_hash,
         "partial_items": p.partial_items,
@@ -531,6 +561,7 @@ async fn events(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json
                     "aggregated_signature": e.aggregated_signature,
                     "non_signing_nodes": e.non_signing_nodes,
                     "log_time": r.log_time,
+                    "network_version": r.network_version,
                 }),
                 r.seq.to_string(),
             )
@@ -538,4 +569,96 @@ async fn events(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json
         .collect();
     let (items, next) = paginate(rows, more)?;
     Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// The network in force: id, version, monitoring nodes, targets, threshold.
+async fn network(State(ctx): State<NodeContext>) -> Json<Value> {
+    let net = ctx.net();
+    Json(json!({
+        "network": net.id,
+        "name": net.name,
+        "version": net.version,
+        "monitoring_nodes": net.definition.monitoring_nodes,
+        "allow_without_pop": net.definition.allow_without_pop,
+        "targets": net.definition.targets,
+        "quorum_threshold": net.definition.quorum_threshold,
+        "total_stake": net.monitors.total_stake(),
+        "known_addresses": net.known.len(),
+    }))
+}
+
+/// The genesis and every applied change with its proof: enough to check any
+/// answer from the genesis alone (`livenessd verify --network`).
+async fn network_history(
+    State(ctx): State<NodeContext>,
+) -> Result<Json<crate::network::history::History>, Error> {
+    let (id, genesis) = ctx
+        .store
+        .network()
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal("the replica is bound to no network"))?;
+    let genesis: crate::network::Genesis = serde_json::from_str(&genesis).map_err(internal)?;
+    let mut changes = Vec::new();
+    for c in ctx.store.changes().await.map_err(internal)? {
+        changes.push(crate::network::history::Recorded {
+            version: c.version,
+            zellular_index: c.zellular_index,
+            position: c.position,
+            log_time: c.log_time,
+            change: serde_json::from_str(&c.change).map_err(internal)?,
+        });
+    }
+    Ok(Json(crate::network::history::History {
+        network: id,
+        genesis,
+        changes,
+    }))
+}
+
+/// Signs a network change, if this node's operator approved exactly it and it
+/// applies to the version in force.
+async fn network_sign(
+    State(ctx): State<NodeContext>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::network::ChangeSignature>, Error> {
+    let p: crate::network::Proposal = serde_json::from_slice(&body).map_err(|e| {
+        metrics::network_change_signature("refused");
+        Error::BadRequest(format!("not a network change proposal: {e}"))
+    })?;
+    let net = member(&ctx)?;
+    let refuse = |why: String| {
+        metrics::network_change_signature("refused");
+        Error::Unprocessable(why)
+    };
+    if p.network != net.id {
+        return Err(refuse(format!(
+            "the proposal is for network {}, this node is in {}",
+            p.network, net.id
+        )));
+    }
+    if p.version != net.version + 1 {
+        return Err(refuse(format!(
+            "the proposal makes version {}, but version {} is in force (a change makes the next one)",
+            p.version, net.version
+        )));
+    }
+    let known: std::collections::BTreeSet<String> = net.known.iter().cloned().collect();
+    p.apply_to(&net.definition, &known)
+        .map_err(|e| refuse(format!("the change does not make a valid network: {e}")))?;
+    if !crate::network::is_approved(&ctx.settings.approvals, &p) {
+        metrics::network_change_signature("not_approved");
+        return Err(Error::Forbidden(format!(
+            "this node's operator has not approved change {} (run `livenessd network approve` on it)",
+            p.hash()
+        )));
+    }
+    let signature = ctx.signer.sign_network_change(&p).to_hex();
+    metrics::network_change_signature("signed");
+    tracing::info!(version = p.version, change = %p.hash(), "signed an approved network change");
+    Ok(Json(crate::network::ChangeSignature {
+        node_id: ctx.node_id.to_string(),
+        signature,
+        network_version: net.version,
+    }))
 }

@@ -58,6 +58,8 @@ pub enum Error {
     #[error("{0}")]
     FailedDependency(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Unavailable(String),
     /// A signed answer about history that is not settled yet.
     #[error("{detail}")]
@@ -78,6 +80,7 @@ impl IntoResponse for Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::FailedDependency(_) => StatusCode::FAILED_DEPENDENCY,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooEarly { .. } => StatusCode::TOO_EARLY,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -257,19 +260,28 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let limits = RateLimits::new(&rate_limit);
-    let peer_urls: Vec<String> = ctx.monitors.nodes().iter().map(|m| m.url.clone()).collect();
     {
         // The monitoring nodes' addresses get their larger quotas; re-resolved
-        // every minute (DNS names move), stale client state forgotten.
+        // every minute (DNS names move) and after a network change, stale client
+        // state forgotten.
         let limits = limits.clone();
         let stop = stop.clone();
+        let network = ctx.network.clone();
         tokio::spawn(async move {
+            let mut versions = network.subscribe();
             loop {
+                let peer_urls: Vec<String> = network
+                    .monitors()
+                    .nodes()
+                    .iter()
+                    .map(|m| m.url.clone())
+                    .collect();
                 limits.set_peers(ratelimit::resolve_peers(&peer_urls).await);
                 limits.housekeeping();
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    _ = versions.changed() => {}
                 }
             }
         });

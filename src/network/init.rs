@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! DIR/nodes.json              shared by every node (a Kubernetes ConfigMap)
+//! DIR/genesis.json            the network's genesis (what its nodes' configs
+//!                             describe; a node joining later starts from it)
 //! DIR/<node>/bls.key          this node's secret key, 0600 (a Secret)
 //! DIR/<node>/node.toml        this node's configuration
 //! ```
@@ -75,6 +77,16 @@ pub fn init(spec: &InitSpec) -> anyhow::Result<Vec<MonitoringNode>> {
         let path = spec.dir.join(&n.dir_name).join("node.toml");
         std::fs::write(&path, node_toml(n, spec))
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    // The genesis the configs describe (the first one read back, as a node reads it).
+    if let Some(first) = spec.nodes.first() {
+        let path = spec.dir.join(&first.dir_name).join("node.toml");
+        let cfg = crate::config::NodeConfig::load(Some(&path), &Default::default())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let g = super::Genesis::from_config(&cfg)?;
+        let gpath = spec.dir.join("genesis.json");
+        std::fs::write(&gpath, g.to_pretty())
+            .with_context(|| format!("writing {}", gpath.display()))?;
     }
     Ok(monitors)
 }
@@ -167,5 +179,40 @@ pub fn init_cli(c: &CliSpec<'_>) -> anyhow::Result<Vec<MonitoringNode>> {
         targets,
         tables: zellular_toml.to_owned(),
         stake: 1.0,
+    })
+}
+
+/// The configuration of a node that joins a running network later: it starts from
+/// `../genesis.json`, replays the log, and signs once a change adds it.
+pub fn joining_node_toml(n: &NodeSpec, tables: &str) -> String {
+    format!(
+        r#"# {id}: joins the network after its genesis (written by the devnet).
+# It replicates from index 0 and signs once a network change adds it.
+node_id = "{id}"
+listen = "{listen}"
+database = "replica.sqlite"
+bls_key_file = "bls.key"
+genesis_file = "../genesis.json"
+aggregator = {agg}
+
+{tables}"#,
+        id = n.id,
+        listen = n.listen,
+        agg = n.aggregator,
+    )
+}
+
+/// A new key for a node joining later, in `dir/bls.key` (0600); its monitoring
+/// node entry (with its proof of possession).
+pub fn new_member(dir: &Path, n: &NodeSpec, stake: f64) -> anyhow::Result<MonitoringNode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sk = SecretKey::generate();
+    crate::keyfile::write_secret(&dir.join("bls.key"), &(sk.to_hex() + "\n"))?;
+    Ok(MonitoringNode {
+        id: n.id.clone(),
+        url: n.url.clone(),
+        pubkey: sk.public_key().to_hex(),
+        pop: Some(sk.prove_possession().to_hex()),
+        stake,
     })
 }

@@ -7,6 +7,7 @@ use crate::answers::Answers;
 use crate::clock::Clock;
 use crate::events::MonitorSet;
 use crate::freshness::ReplicaStatus;
+use crate::network::{NetworkHandle, NetworkState};
 use crate::peers::Peers;
 use crate::prober::Prober;
 use crate::signer::Signer;
@@ -25,6 +26,8 @@ pub struct Settings {
     pub aggregator: bool,
     /// This node's URL as its peers reach it (links in notifications).
     pub url: String,
+    /// Where its operator's approvals of network changes are.
+    pub approvals: std::path::PathBuf,
 }
 
 /// Everything the node's services share; cheap to clone.
@@ -32,7 +35,9 @@ pub struct Settings {
 pub struct NodeContext {
     pub node_id: Arc<str>,
     pub clock: Clock,
-    pub monitors: Arc<MonitorSet>,
+    /// The network in force: monitoring nodes, targets, version (moved on by the
+    /// replicator as changes apply).
+    pub network: NetworkHandle,
     pub prober: Prober,
     pub signer: Arc<Signer>,
     pub answers: Answers,
@@ -44,4 +49,25 @@ pub struct NodeContext {
     pub settings: Settings,
     /// Per-target figures for people and dashboards (refreshed in the background).
     pub stats: crate::stats::Stats,
+}
+
+impl NodeContext {
+    /// The monitoring nodes in force.
+    pub fn monitors(&self) -> Arc<MonitorSet> {
+        self.network.monitors()
+    }
+
+    /// The network in force.
+    pub fn net(&self) -> Arc<NetworkState> {
+        self.network.current()
+    }
+
+    /// Whether this node is a monitoring node of the version in force, with its
+    /// own key: only then does it sign states, downtime and changes. A node the
+    /// network has not added yet (or has removed) replicates and answers unsigned.
+    pub fn is_member(&self, net: &NetworkState) -> bool {
+        net.monitors
+            .get(&self.node_id)
+            .is_some_and(|m| m.public_key == *self.signer.public_key())
+    }
 }

@@ -22,8 +22,8 @@ use crate::aggregator::Aggregator;
 use crate::answers::Answers;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
-use crate::events::MonitorSet;
 use crate::freshness::ReplicaStatus;
+use crate::network::{canonical, Genesis, NetworkHandle, NetworkState, SignedChange};
 use crate::peers::Peers;
 use crate::prober::Prober;
 use crate::replicator::{ApplyWindow, Replicator};
@@ -103,26 +103,19 @@ impl Node {
     }
 
     /// Opens and checks everything; fails with one message naming what is wrong.
-    pub async fn open_with_clock(cfg: NodeConfig, clock: Clock) -> anyhow::Result<Node> {
+    pub async fn open_with_clock(mut cfg: NodeConfig, clock: Clock) -> anyhow::Result<Node> {
         let signer = Signer::from_file(&cfg.bls_key_file).context("bls_key_file")?;
-        let monitors = MonitorSet::new(
-            &cfg.monitoring_nodes,
-            &cfg.allow_without_pop,
-            cfg.threshold(),
-        )
-        .context("monitoring_nodes")?;
-        let me = monitors
-            .get(&cfg.node_id)
-            .ok_or_else(|| anyhow!("node_id {} is not a monitoring node", cfg.node_id))?
-            .clone();
-        if me.public_key != *signer.public_key() {
-            bail!(
-                "bls_key_file {} holds the key {}, but monitoring node {} is configured with {}",
-                cfg.bls_key_file.display(),
-                signer.public_key(),
-                cfg.node_id,
-                me.public_key
-            );
+        let genesis = Genesis::resolve(&mut cfg).map_err(|e| match &cfg.genesis_file {
+            Some(p) => anyhow!("genesis_file {}: {e}", p.display()),
+            None => anyhow!("monitoring_nodes: {e}"),
+        })?;
+        let genesis_state =
+            NetworkState::genesis(&genesis).map_err(|e| match &cfg.genesis_file {
+                Some(p) => anyhow!("genesis_file {}: {e}", p.display()),
+                None => anyhow!("monitoring_nodes: {e}"),
+            })?;
+        if cfg.genesis_file.is_none() && genesis_state.monitors.get(&cfg.node_id).is_none() {
+            bail!("node_id {} is not a monitoring node", cfg.node_id);
         }
         // (Its errors name the file.)
         let store = ReplicaStore::open(&cfg.database)
@@ -143,12 +136,67 @@ impl Node {
             ),
             Err(e) => bail!("database {}: {e}", cfg.database.display()),
         }
-        let addresses: Vec<String> = cfg.targets.iter().map(|t| t.address.clone()).collect();
+        // The replica belongs to one network; its changes are replayed (and their
+        // proofs checked again) to find the version in force.
+        let network_id = genesis_state.id.clone();
+        if let Err(m) = store
+            .bind_network(&network_id, &canonical(&genesis))
+            .await
+            .map_err(|e| anyhow!("database {}: {e}", cfg.database.display()))?
+        {
+            bail!("database {}: {m}", cfg.database.display());
+        }
+        let mut net = genesis_state;
+        for c in store
+            .changes()
+            .await
+            .map_err(|e| anyhow!("database {}: {e}", cfg.database.display()))?
+        {
+            let change: SignedChange = serde_json::from_str(&c.change).map_err(|e| {
+                anyhow!(
+                    "database {}: network change {}: {e}",
+                    cfg.database.display(),
+                    c.version
+                )
+            })?;
+            net = net.next(&change).map_err(|e| {
+                anyhow!(
+                    "database {}: the stored change to version {} does not apply: {e}; \
+                     move the file away to rebuild the replica from the sequencer",
+                    cfg.database.display(),
+                    c.version
+                )
+            })?;
+        }
+        if let Some(me) = net.monitors.get(&cfg.node_id) {
+            if me.public_key != *signer.public_key() {
+                bail!(
+                    "bls_key_file {} holds the key {}, but monitoring node {} is configured with {}",
+                    cfg.bls_key_file.display(),
+                    signer.public_key(),
+                    cfg.node_id,
+                    me.public_key
+                );
+            }
+        } else {
+            tracing::warn!(node = %cfg.node_id, version = net.version,
+                "this node is not a monitoring node of the network in force: it replicates and \
+                 answers, and signs nothing until a network change adds it");
+        }
+        let url = net
+            .monitors
+            .get(&cfg.node_id)
+            .map(|m| m.url.clone())
+            .unwrap_or_else(|| format!("http://{}", cfg.listen));
+        tracing::info!(network = %net.id, name = %net.name, version = net.version,
+            nodes = net.monitors.nodes().len(), targets = net.definition.targets.len(), "network");
+        crate::metrics::network_version(net.version);
+        let targets = net.definition.targets.clone();
+        let network = NetworkHandle::new(net);
         let roots =
             crate::http_client::Roots::from_files(&cfg.tls.ca_files).context("tls.ca_files")?;
         let (client, operators) = zellular_client(&cfg).await?;
         check_app(&client, &operators).await?;
-        let monitors = Arc::new(monitors);
         let status = ReplicaStatus::new(
             clock.clone(),
             cfg.freshness.bound_secs(),
@@ -161,8 +209,7 @@ impl Node {
         let (applied, _) = tokio::sync::broadcast::channel(4_096);
         let replicator = Replicator::new(
             store.clone(),
-            monitors.clone(),
-            &addresses,
+            network.clone(),
             window,
             client.clone(),
             operators,
@@ -171,13 +218,12 @@ impl Node {
         .await
         .with_context(|| format!("database {}", cfg.database.display()))?
         .announce_to(applied.clone());
-        let url = me.url.clone();
         let ctx = NodeContext {
             node_id: cfg.node_id.as_str().into(),
-            monitors,
-            prober: Prober::new(&cfg.targets, cfg.probe.clone(), clock.clone(), &roots),
+            prober: Prober::new(&targets, cfg.probe.clone(), clock.clone(), &roots),
             signer: Arc::new(signer),
-            answers: Answers::new(store.clone(), addresses, cfg.epoch.clone()),
+            answers: Answers::new(store.clone(), network.clone(), cfg.epoch.clone()),
+            network,
             store,
             status,
             peers: Peers::new(Duration::from_millis(cfg.http.peer_timeout_ms), &roots),
@@ -188,6 +234,7 @@ impl Node {
                 heartbeat_interval_ms: cfg.freshness.heartbeat_interval_ms,
                 aggregator: cfg.aggregator,
                 url,
+                approvals: crate::network::approvals_dir(&cfg.database),
             },
             stats: Default::default(),
         };
@@ -256,6 +303,24 @@ impl Node {
             stats.await;
             ("stats", Ok(()))
         });
+        // The targets follow the network: probing starts and stops with changes.
+        let mut versions = ctx.network.subscribe();
+        let prober = ctx.prober.clone();
+        let s = stop.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = s.cancelled() => return ("targets", Ok(())),
+                    changed = versions.changed() => {
+                        if changed.is_err() {
+                            return ("targets", Ok(()));
+                        }
+                    }
+                }
+                let net = versions.borrow_and_update().clone();
+                prober.set_targets(&net.definition.targets);
+            }
+        });
         if !cfg.notify.webhooks.is_empty() {
             let notify = crate::notify::run(
                 cfg.notify.webhooks.clone(),
@@ -276,7 +341,8 @@ impl Node {
                 ("aggregator", Ok(()))
             });
         }
-        tracing::info!(node = %cfg.node_id, listen = %cfg.listen, targets = cfg.targets.len(),
+        tracing::info!(node = %cfg.node_id, listen = %cfg.listen,
+            targets = ctx.net().definition.targets.len(),
             aggregator = cfg.aggregator, "node running");
         let mut result = Ok(());
         while let Some(joined) = tasks.join_next().await {

@@ -77,6 +77,34 @@ pub struct Applied {
     pub log_time: i64,
     /// The address's state after this event.
     pub after: TargetState,
+    /// The network version it was verified under.
+    pub network_version: u64,
+}
+
+/// A network change accepted for application.
+#[derive(Debug, Clone)]
+pub struct AppliedChange {
+    /// The version it makes.
+    pub version: u64,
+    pub zellular_index: u64,
+    pub position: u32,
+    pub log_time: i64,
+    /// The signed change, canonical JSON (chained into the digest as it is).
+    pub change: String,
+    /// Targets it adds (monitored from `log_time`) and removes (until `log_time`).
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// A stored change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChange {
+    pub version: u64,
+    pub zellular_index: u64,
+    pub position: u32,
+    pub log_time: i64,
+    pub change: String,
+    pub digest: String,
 }
 
 /// Where the cursor moves with a transaction.
@@ -100,6 +128,7 @@ pub struct StoredEvent {
     pub log_time: i64,
     pub after: TargetState,
     pub digest: String,
+    pub network_version: u64,
 }
 
 /// What a start-up integrity check found wrong, naming the first bad row.
@@ -119,6 +148,12 @@ pub enum IntegrityError {
         stored: String,
         expected: String,
     },
+    #[error("network change to version {version}: digest is {stored}, but the rows before it give {expected}")]
+    Change {
+        version: u64,
+        stored: String,
+        expected: String,
+    },
     #[error("cursor: {field} is {stored}, but the events give {expected}")]
     Cursor {
         field: &'static str,
@@ -127,7 +162,7 @@ pub enum IntegrityError {
     },
 }
 
-/// Rows per multi-row INSERT (12 bound values each, well under SQLite's limit).
+/// Rows per multi-row INSERT (13 bound values each, well under SQLite's limit).
 const ROWS_PER_INSERT: usize = 500;
 
 /// Rows read per query while checking the whole log (bounded memory).
@@ -152,11 +187,63 @@ pub fn next_digest(prev: &str, zellular_index: u64, position: u32, e: &Event) ->
     xxh128_hex(format!("{prev}{}", digest_line(zellular_index, position, e)).as_bytes())
 }
 
+/// The digest after appending one network change to `prev`.
+pub fn next_change_digest(prev: &str, c: &AppliedChangeRef<'_>) -> String {
+    xxh128_hex(
+        format!(
+            "{prev}change|{}|{}|{}|{}",
+            c.zellular_index, c.position, c.version, c.change
+        )
+        .as_bytes(),
+    )
+}
+
+/// What of a change the digest covers.
+pub struct AppliedChangeRef<'a> {
+    pub version: u64,
+    pub zellular_index: u64,
+    pub position: u32,
+    pub change: &'a str,
+}
+
+impl AppliedChange {
+    fn as_ref(&self) -> AppliedChangeRef<'_> {
+        AppliedChangeRef {
+            version: self.version,
+            zellular_index: self.zellular_index,
+            position: self.position,
+            change: &self.change,
+        }
+    }
+}
+
+impl StoredChange {
+    fn as_ref(&self) -> AppliedChangeRef<'_> {
+        AppliedChangeRef {
+            version: self.version,
+            zellular_index: self.zellular_index,
+            position: self.position,
+            change: &self.change,
+        }
+    }
+}
+
+/// Why the replica cannot serve this node's network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this database belongs to network {stored}, but the node's genesis is network {configured}: \
+         the monitoring nodes, targets, threshold, epochs or settlement differ from the ones it was \
+         made with. Change a running network with `livenessd network propose`, not by editing its \
+         configuration; or give this node a new database")]
+pub struct NetworkMismatch {
+    pub stored: String,
+    pub configured: String,
+}
+
 /// The columns [`stored_event`] reads, in order.
 macro_rules! event_columns {
     () => {
         "seq, zellular_index, position, address, state, timestamp, \
-         aggregated_signature, non_signing_nodes, log_time, down_total, outages, digest"
+         aggregated_signature, non_signing_nodes, log_time, down_total, outages, digest, network_version"
     };
 }
 
@@ -184,6 +271,7 @@ fn stored_event(r: &SqliteRow) -> Result<StoredEvent, StoreError> {
             outages: r.get(10),
         },
         digest: r.get(11),
+        network_version: r.get::<i64, _>(12) as u64,
     })
 }
 
@@ -244,6 +332,63 @@ impl ReplicaStore {
         Ok(())
     }
 
+    /// Binds the replica to network `id` (a new or pre-network replica), or checks
+    /// that it is bound to it.
+    pub async fn bind_network(
+        &self,
+        id: &str,
+        genesis: &str,
+    ) -> Result<Result<(), NetworkMismatch>, StoreError> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT network_id FROM network WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        match stored {
+            Some(s) if s == id => Ok(Ok(())),
+            Some(s) => Ok(Err(NetworkMismatch {
+                stored: s,
+                configured: id.to_owned(),
+            })),
+            None => {
+                sqlx::query("INSERT INTO network (id, network_id, genesis) VALUES (1, ?, ?)")
+                    .bind(id)
+                    .bind(genesis)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(Ok(()))
+            }
+        }
+    }
+
+    /// The network id the replica is bound to, and its genesis (canonical JSON).
+    pub async fn network(&self) -> Result<Option<(String, String)>, StoreError> {
+        let r = sqlx::query("SELECT network_id, genesis FROM network WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Every applied network change, in version order.
+    pub async fn changes(&self) -> Result<Vec<StoredChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, zellular_index, position, log_time, change, digest
+             FROM network_changes ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredChange {
+                version: r.get::<i64, _>(0) as u64,
+                zellular_index: r.get::<i64, _>(1) as u64,
+                position: r.get::<i64, _>(2) as u32,
+                log_time: r.get(3),
+                change: r.get(4),
+                digest: r.get(5),
+            })
+            .collect())
+    }
+
     pub async fn position(&self) -> Result<Position, StoreError> {
         let r = sqlx::query(
             "SELECT zellular_index, chaining_hash, partial_items, log_time, events_digest, events_count
@@ -292,6 +437,23 @@ impl ReplicaStore {
             .collect())
     }
 
+    /// When the network began monitoring `address`, and when it stopped (a
+    /// removed target); `None`: not yet, or unknown.
+    pub async fn monitored_span(
+        &self,
+        address: &str,
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        let r =
+            sqlx::query("SELECT monitored_since, monitored_until FROM states WHERE address = ?")
+                .bind(address)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(r.and_then(|r| {
+            r.get::<Option<i64>, _>(0)
+                .map(|since| (since, r.get::<Option<i64>, _>(1)))
+        }))
+    }
+
     /// When the network began monitoring `address` (`None`: not yet, or unknown).
     pub async fn monitored_since(&self, address: &str) -> Result<Option<i64>, StoreError> {
         Ok(
@@ -330,19 +492,22 @@ impl ReplicaStore {
     pub async fn apply(
         &self,
         events: &[Applied],
+        change: Option<&AppliedChange>,
         cursor: &CursorUpdate,
     ) -> Result<Position, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let result = Self::apply_on(&mut conn, events, cursor).await;
+        let result = Self::apply_on(&mut conn, events, change, cursor).await;
         if result.is_err() {
             let _ = conn.close().await;
         }
         result
     }
 
+    /// Events come before the change (a change ends its transaction).
     async fn apply_on(
         conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
         events: &[Applied],
+        change: Option<&AppliedChange>,
         cursor: &CursorUpdate,
     ) -> Result<Position, StoreError> {
         use sqlx::Connection;
@@ -364,7 +529,7 @@ impl ReplicaStore {
         for part in rows.chunks(ROWS_PER_INSERT) {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO events (zellular_index, position, address, state, timestamp, aggregated_signature,
-                                     non_signing_nodes, log_time, down_total, outages, digest) ",
+                                     non_signing_nodes, log_time, down_total, outages, digest, network_version) ",
             );
             q.push_values(part, |mut b, (a, nonsigners, digest)| {
                 let e = &a.event;
@@ -378,7 +543,8 @@ impl ReplicaStore {
                     .push_bind(a.log_time)
                     .push_bind(a.after.down_total)
                     .push_bind(a.after.outages)
-                    .push_bind(digest);
+                    .push_bind(digest)
+                    .push_bind(a.network_version as i64);
             });
             q.build().execute(&mut *tx).await?;
         }
@@ -404,6 +570,38 @@ impl ReplicaStore {
                   down_total = excluded.down_total, outages = excluded.outages",
             );
             q.build().execute(&mut *tx).await?;
+        }
+        if let Some(c) = change {
+            digest = next_change_digest(&digest, &c.as_ref());
+            sqlx::query(
+                "INSERT INTO network_changes (version, zellular_index, position, log_time, change, digest)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(c.version as i64)
+            .bind(c.zellular_index as i64)
+            .bind(c.position as i64)
+            .bind(c.log_time)
+            .bind(&c.change)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await?;
+            for a in &c.added {
+                sqlx::query(
+                    "INSERT INTO states (address, state, since, down_total, outages, monitored_since)
+                     VALUES (?, 'up', 0, 0, 0, ?)",
+                )
+                .bind(a)
+                .bind(c.log_time)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for a in &c.removed {
+                sqlx::query("UPDATE states SET monitored_until = ? WHERE address = ?")
+                    .bind(c.log_time)
+                    .bind(a)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         for (address, t) in &cursor.monitoring_starts {
             sqlx::query(
@@ -558,11 +756,38 @@ impl ReplicaStore {
         let mut count = 0u64;
         let mut states: HashMap<String, TargetState> = HashMap::new();
         let mut after = 0i64;
+        let changes = self.changes().await?;
+        let mut pending = changes.iter().peekable();
+        // Folds in the changes sequenced before `(index, position)`.
+        let fold_changes =
+            |digest: &mut String,
+             pending: &mut std::iter::Peekable<std::slice::Iter<'_, StoredChange>>,
+             upto: (u64, u32)|
+             -> Result<(), IntegrityError> {
+                while let Some(c) = pending.next_if(|c| (c.zellular_index, c.position) < upto) {
+                    *digest = next_change_digest(digest, &c.as_ref());
+                    if c.digest != *digest {
+                        return Err(IntegrityError::Change {
+                            version: c.version,
+                            stored: c.digest.clone(),
+                            expected: digest.clone(),
+                        });
+                    }
+                }
+                Ok(())
+            };
         loop {
             let page = self.events(None, after, CHECK_PAGE as u32).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             for row in &page {
+                if let Err(e) = fold_changes(
+                    &mut digest,
+                    &mut pending,
+                    (row.zellular_index, row.position),
+                ) {
+                    return Ok(Err(e));
+                }
                 let e = &row.event;
                 let prev = states
                     .get(&e.address)
@@ -598,6 +823,9 @@ impl ReplicaStore {
                 }
                 states.insert(e.address.clone(), expected);
             }
+        }
+        if let Err(e) = fold_changes(&mut digest, &mut pending, (u64::MAX, u32::MAX)) {
+            return Ok(Err(e));
         }
         for (address, stored) in self.states().await? {
             let expected = states.remove(&address).unwrap_or(TargetState::INITIAL);
