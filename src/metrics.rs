@@ -801,6 +801,9 @@ mod tests {
         devseq_finalization();
         devseq_rejected("x");
         devseq_error("x");
+        network_version(1);
+        network_change_applied();
+        network_change_signature("signed");
         let text = render();
         let declared: Vec<&str> = text
             .lines()
@@ -808,7 +811,7 @@ mod tests {
             .filter_map(|l| l.split(' ').next())
             .filter(|n| n.starts_with("livenessd_"))
             .collect();
-        assert_eq!(declared.len(), 46, "every family renders:\n{text}");
+        assert_eq!(declared.len(), 49, "every family renders:\n{text}");
         for name in declared {
             assert!(
                 text.lines()

@@ -21,6 +21,9 @@ pub struct Cluster {
     /// The sequencer's URL (kept across a stop and a restart on the same port).
     pub seq_url: String,
     pub ids: Vec<Identity>,
+    /// How many of `ids` (the first ones) are in the genesis; the others joined
+    /// later (they start from `genesis.json` and are added by a network change).
+    pub members: usize,
     pub addrs: Vec<SocketAddr>,
     pub nodes: Vec<Option<Running>>,
     pub targets: Vec<FakeTarget>,
@@ -82,6 +85,7 @@ impl Cluster {
             seq: Some(seq),
             seq_url: seq_srv.url.clone(),
             seq_srv,
+            members: ids.len(),
             ids,
             addrs,
             nodes: Vec::new(),
@@ -117,6 +121,7 @@ impl Cluster {
                 .ids
                 .iter()
                 .zip(&self.addrs)
+                .take(self.members)
                 .map(|(id, a)| id.monitoring_node(&node_url(*a)))
                 .collect(),
             targets: self
@@ -146,8 +151,61 @@ impl Cluster {
         // Tests poll hard from loopback; the limits have their own tests.
         cfg.rate_limit.enabled = false;
         (self.tweak)(i, &mut cfg);
+        if i >= self.members {
+            // A node that joined: the network is the genesis every member has.
+            cfg.genesis_file = Some(self.genesis_file());
+            cfg.monitoring_nodes.clear();
+            cfg.targets.clear();
+        }
         cfg.validate().unwrap();
         cfg
+    }
+
+    /// The genesis of this cluster's network, written once to `genesis.json`.
+    pub fn genesis_file(&self) -> std::path::PathBuf {
+        let path = self.dir.path().join("genesis.json");
+        if !path.exists() {
+            let g = livenessd::network::Genesis::from_config(&self.config(0)).unwrap();
+            std::fs::write(&path, g.to_pretty()).unwrap();
+        }
+        path
+    }
+
+    /// Starts a node with key `Identity::new(k)` that is not a monitoring node: it
+    /// replicates from the genesis and signs nothing until a change adds it.
+    /// Returns its index.
+    pub async fn join(&mut self, k: u8) -> usize {
+        self.genesis_file();
+        let listener = bind(any_port());
+        self.addrs.push(listener.local_addr().unwrap());
+        self.listeners.lock().unwrap().push(Some(listener));
+        self.ids.push(Identity::new(k));
+        let i = self.ids.len() - 1;
+        let r = self.run_node(i).await;
+        self.nodes.push(Some(r));
+        i
+    }
+
+    /// Node `i` as a monitoring node entry (what an `add_node` change carries).
+    pub fn monitoring_node(&self, i: usize) -> livenessd::config::MonitoringNode {
+        self.ids[i].monitoring_node(&node_url(self.addrs[i]))
+    }
+
+    /// A counter or gauge of node `i`'s `/metrics` (0 if absent).
+    pub async fn metric(&self, i: usize, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", node_url(self.addrs[i])))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
     }
 
     pub async fn run_node(&self, i: usize) -> Running {

@@ -189,6 +189,23 @@ pub fn signed_event(
     })
 }
 
+/// A network change signed by `signers` (what `livenessd network propose` posts).
+pub fn signed_change(
+    signers: &[&Identity],
+    nonsigners: &[&str],
+    p: &livenessd::network::Proposal,
+) -> serde_json::Value {
+    use livenessd::crypto::bls::Signature;
+    let msg = p.message();
+    let sigs: Vec<Signature> = signers.iter().map(|s| s.sk.sign(msg.as_bytes())).collect();
+    serde_json::to_value(livenessd::network::SignedChange::new(
+        p.clone(),
+        Signature::aggregate(&sigs).unwrap().to_hex(),
+        nonsigners.iter().map(|s| s.to_string()).collect(),
+    ))
+    .unwrap()
+}
+
 /// Polls `f` until it is true or `secs` pass.
 pub async fn eventually<F, Fut>(secs: u64, what: &str, mut f: F)
 where
