@@ -436,6 +436,7 @@ async fn queries(n: usize, addresses: usize) {
     let epoch = EpochConfig {
         genesis: 1_600_000_000,
         length_secs: 86_400,
+        min_uptime_ppm: 0,
     };
     let targets: Vec<Target> = addrs
         .iter()

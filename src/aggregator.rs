@@ -20,6 +20,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::certificate::{Certificate, CertificateSignature};
 use crate::config::AggregationConfig;
 use crate::events::{state_message, Event, NodeState};
 use crate::metrics;
@@ -40,6 +41,10 @@ pub enum AttemptError {
         total: f64,
     },
 }
+
+/// How many settled epochs back an aggregator certifies an epoch left without a
+/// certificate (say, while the sequencer was down).
+pub const CERTIFY_BACKLOG: i64 = 16;
 
 /// How the aggregator paces itself (from [`AggregationConfig`]).
 #[derive(Debug, Clone)]
@@ -126,9 +131,11 @@ impl Aggregator {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let heartbeats = tokio::spawn(self.clone().heartbeats(stop.clone()));
         let roles = tokio::spawn(self.clone().discover_roles(stop.clone()));
+        let certificates = tokio::spawn(self.clone().certify(stop.clone()));
         self.pursue_changes(&stop).await;
         let _ = heartbeats.await;
         let _ = roles.await;
+        let _ = certificates.await;
     }
 
     /// Watches the prober and starts a pursuit for every target whose confirmed
@@ -284,6 +291,148 @@ impl Aggregator {
                 }
             }
         }
+    }
+
+    /// Certifies settled epochs: every settled epoch without a certificate (oldest
+    /// first, at most [`CERTIFY_BACKLOG`] behind the newest settled one, none before
+    /// monitoring began) gets one, the aggregators taking turns by rank as for
+    /// changes.
+    async fn certify(self: Arc<Self>, stop: CancellationToken) {
+        let every = self.pace.reconcile_interval.max(Duration::from_millis(500));
+        loop {
+            if sleep_or_stop(&stop, every).await {
+                return;
+            }
+            let Ok(fresh) = self.ctx.status.check() else {
+                continue;
+            };
+            if !self.ctx.is_member(&self.ctx.net()) {
+                continue;
+            }
+            let answers = &self.ctx.answers;
+            // The newest epoch that ended at or before the settled watermark.
+            let last = answers.epoch_of(fresh.settled) - 1;
+            let first = match answers.first_monitored_epoch().await {
+                Ok(Some(f)) => f,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "aggregator cannot read the replica");
+                    continue;
+                }
+            };
+            for n in first.max(last - CERTIFY_BACKLOG + 1)..=last {
+                match self.ctx.store.has_certificate(n).await {
+                    Ok(false) => {}
+                    Ok(true) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "aggregator cannot read the replica");
+                        break;
+                    }
+                }
+                if self.certify_epoch(n, &stop).await {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One turn at certifying epoch `n`; true when stopped.
+    async fn certify_epoch(&self, n: i64, stop: &CancellationToken) -> bool {
+        let rank = rank_of(
+            &self.ctx.node_id,
+            &self.candidates(),
+            "livenessd-epoch-certificate",
+            NodeState::Up,
+            n,
+        );
+        let jitter = self
+            .pace
+            .start_jitter
+            .mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+        if sleep_or_stop(stop, self.pace.rank_step * rank as u32 + jitter).await {
+            return true;
+        }
+        if matches!(self.ctx.store.has_certificate(n).await, Ok(true)) {
+            return false;
+        }
+        let Ok(fresh) = self.ctx.status.check() else {
+            return false;
+        };
+        let table = match self.ctx.answers.epoch_table(n, fresh.settled).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(epoch = n, error = %e, "epoch table not computed");
+                return false;
+            }
+        };
+        if table.rows.is_empty() {
+            return false;
+        }
+        let net = self.ctx.net();
+        if !self.ctx.is_member(&net) {
+            return false;
+        }
+        let own = self.ctx.signer.sign_epoch(&table, &net.id, net.version);
+        let statement = own.statement.clone();
+        let msg = statement.message();
+        let Ok(own_sig) = crate::crypto::bls::Signature::from_hex(&own.signature) else {
+            return false;
+        };
+        let wanted = statement.clone();
+        let g = self
+            .ctx
+            .peers
+            .gather(
+                Collection {
+                    set: &net.monitors,
+                    me: &self.ctx.node_id,
+                    msg: msg.as_bytes(),
+                    stop_at_quorum: true,
+                },
+                own_sig,
+                move |peers, m| {
+                    let path = format!("/v1/certificates/epochs/{n}/signature");
+                    async move { peers.get::<CertificateSignature>(&m.url, &path, &[]).await }
+                },
+                |s: &CertificateSignature| {
+                    if s.statement == wanted {
+                        Ok(s.signature.clone())
+                    } else {
+                        Err(format!(
+                            "its table differs ({} rows, root {}; network version {})",
+                            s.statement.rows, s.statement.root, s.statement.network_version
+                        ))
+                    }
+                },
+            )
+            .await;
+        if !net.monitors.quorum_reached(g.stake) {
+            tracing::warn!(epoch = n, signed = g.stake, total = net.monitors.total_stake(),
+                refusals = ?g.refusals, "epoch certificate: no quorum; nothing posted");
+            return false;
+        }
+        let cert = Certificate::new(
+            statement,
+            g.aggregate().expect("own signature").to_hex(),
+            g.non_signers(&net.monitors),
+        );
+        if let Err(e) = self.client.submit(&json!([cert]).to_string()).await {
+            tracing::warn!(epoch = n, error = %e, "posting the epoch certificate failed");
+            return false;
+        }
+        metrics::certificate_posted();
+        tracing::info!(epoch = n, rows = cert.rows, root = %cert.root,
+            nonsigners = ?cert.non_signing_nodes, "epoch certificate posted");
+        let deadline = tokio::time::Instant::now() + self.pace.confirm_timeout;
+        while tokio::time::Instant::now() < deadline {
+            if matches!(self.ctx.store.has_certificate(n).await, Ok(true)) {
+                return false;
+            }
+            if sleep_or_stop(stop, Duration::from_millis(100)).await {
+                return true;
+            }
+        }
+        false
     }
 
     /// Drives one target to `desired` in the replicated log.

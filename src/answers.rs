@@ -6,8 +6,12 @@
 //! transitions), so the downtime in `[F, T]` is `cum(T) − cum(F)` where `cum(t)` is
 //! the total at the last event at or before `t` plus the open down interval after it.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 
+use crate::certificate::{Row, Table};
 use crate::config::EpochConfig;
 use crate::events::NodeState;
 use crate::network::NetworkHandle;
@@ -165,7 +169,12 @@ pub struct Answers {
     store: ReplicaStore,
     network: NetworkHandle,
     epoch: EpochConfig,
+    /// Tables of settled epochs (they never change), the newest few.
+    tables: Arc<Mutex<BTreeMap<i64, Arc<Table>>>>,
 }
+
+/// How many settled epoch tables are kept computed.
+const TABLES_CACHED: usize = 8;
 
 fn check_range(from: i64, to: i64) -> Result<(), AnswerError> {
     if from < 0 || to < from {
@@ -182,12 +191,13 @@ impl Answers {
             store,
             network,
             epoch,
+            tables: Arc::default(),
         }
     }
 
     /// Every address that is or was a target, sorted (a removed target's history
     /// stays answerable).
-    pub fn addresses(&self) -> std::sync::Arc<Vec<String>> {
+    pub fn addresses(&self) -> Arc<Vec<String>> {
         self.network.current().known.clone()
     }
 
@@ -400,6 +410,56 @@ impl Answers {
         self.known(address)?;
         let (monitored, down, _) = self.figures(address, from, to).await?;
         Ok((monitored > 0).then(|| round_ratio((monitored - down) as f64 / monitored as f64)))
+    }
+
+    /// Bounds `[start, end)` of epoch `n`, if representable.
+    pub fn epoch_bounds(&self, n: i64) -> Option<(i64, i64)> {
+        self.epoch_start(n)
+            .map(|s| (s, s + self.epoch.length_secs as i64))
+    }
+
+    /// The table of epoch `n`: a row for every address the network monitored in
+    /// it. Refused unless the epoch ended at or before `settled` (this replica's
+    /// settled watermark): only then is it final, the same on every replica.
+    pub async fn epoch_table(&self, n: i64, settled: i64) -> Result<Arc<Table>, AnswerError> {
+        let (start, end) = self
+            .epoch_bounds(n)
+            .ok_or_else(|| AnswerError::BadRange(format!("epoch {n} is out of range")))?;
+        if end > settled {
+            return Err(AnswerError::NotYet(format!(
+                "epoch {n} ends at {end}, after the settled watermark ({settled})"
+            )));
+        }
+        if let Some(t) = self.tables.lock().expect("tables lock").get(&n) {
+            return Ok(t.clone());
+        }
+        let mut rows = Vec::new();
+        for a in self.addresses().iter() {
+            let (monitored, down, outages) = self.figures(a, start, end).await?;
+            if monitored > 0 {
+                rows.push(Row::new(
+                    a,
+                    monitored,
+                    down,
+                    outages,
+                    self.epoch.min_uptime_ppm,
+                ));
+            }
+        }
+        let t = Arc::new(Table::new(n, start, end, rows));
+        let mut cache = self.tables.lock().expect("tables lock");
+        cache.insert(n, t.clone());
+        while cache.len() > TABLES_CACHED {
+            let oldest = *cache.keys().next().expect("not empty");
+            cache.remove(&oldest);
+        }
+        Ok(t)
+    }
+
+    /// The first epoch in which any target was monitored (`None`: none yet).
+    pub async fn first_monitored_epoch(&self) -> Result<Option<i64>, AnswerError> {
+        let starts = self.store.monitoring().await?;
+        Ok(starts.values().flatten().min().map(|t| self.epoch_of(*t)))
     }
 
     /// Figures for `address` in epoch `n`, up to `now` for the current one; an

@@ -76,9 +76,13 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// A whole local network: dev sequencer, N nodes, demo targets (Ctrl-C stops it).
     Devnet(crate::devnet::DevnetArgs),
-    /// Check an /aggregate_downtime answer or an event offline: exit 0 valid,
-    /// 1 invalid (with the reason), 2 unreadable input.
+    /// Check a proof offline — an /aggregate_downtime answer, an event, a network
+    /// change, an epoch certificate (with its rows, or one row and its inclusion
+    /// proof): exit 0 valid, 1 invalid (with the reason), 2 unreadable input.
     Verify(VerifyArgs),
+    /// What rewards and SLAs are paid from: certified epochs, verified, exported.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Replay this node's replica offline: re-verify every event's proof under the
     /// apply rules, recompute every derived value. Exit 0 consistent, 1 not,
     /// 2 unreadable.
@@ -89,6 +93,63 @@ pub enum Command {
     /// Copy a secret key to a private file (0600, owned by this user), as a
     /// Kubernetes init container does from a mounted Secret.
     KeyInstall(KeyInstallArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// An EigenLayer OperatorDirectedRewardsSubmission (ELIP-001) for whole,
+    /// certified days: operators ascending, amounts from a curve of their uptime
+    /// summing to --total, the certificate roots in the description.
+    Rewards(RewardsArgs),
+    /// One row per target over certified epochs: CSV, or Markdown with --markdown.
+    Sla(SlaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EpochRangeArgs {
+    /// The node to read certificates from (they are verified before use).
+    #[arg(long, default_value = "http://127.0.0.1:7001")]
+    pub node: String,
+    /// First epoch of the range.
+    #[arg(long)]
+    pub from_epoch: i64,
+    /// Last epoch of the range (default: the first).
+    #[arg(long)]
+    pub to_epoch: Option<i64>,
+    /// A network history you trust (`GET /v1/network/history`, checked from its
+    /// genesis); default: the node's own.
+    #[arg(long)]
+    pub network: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RewardsArgs {
+    #[command(flatten)]
+    pub range: EpochRangeArgs,
+    /// The reward token's address.
+    #[arg(long)]
+    pub token: String,
+    /// A strategy, as ADDRESS or ADDRESS=MULTIPLIER (default multiplier 1e18); repeatable.
+    #[arg(long = "strategy", required = true)]
+    pub strategies: Vec<String>,
+    /// The amount to distribute, in the token's smallest unit (an integer).
+    #[arg(long)]
+    pub total: u128,
+    /// The curve's floor: uptime at or below it earns nothing (parts per million).
+    #[arg(long, default_value_t = 0)]
+    pub floor_ppm: u64,
+    /// The curve's exponent: weight = (uptime_ppm − floor_ppm) ^ exponent (1 to 4).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
+    pub exponent: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SlaArgs {
+    #[command(flatten)]
+    pub range: EpochRangeArgs,
+    /// A Markdown table instead of CSV.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +330,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Devnet(a)) => crate::devnet::run(a, shutdown_token()).await,
         Some(Command::Verify(a)) => Ok(verify(a)),
         Some(Command::Audit(a)) => Ok(audit(a).await),
+        Some(Command::Export(ExportCommand::Rewards(a))) => export_rewards(a).await,
+        Some(Command::Export(ExportCommand::Sla(a))) => export_sla(a).await,
         Some(Command::Network(NetworkCommand::Init(a))) => network_init(a),
         Some(Command::Network(NetworkCommand::Approve(a))) => network_approve(a),
         Some(Command::Network(NetworkCommand::Propose(a))) => network_propose(a).await,
@@ -306,6 +369,70 @@ fn verify(a: VerifyArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+async fn fetch_range(
+    r: &EpochRangeArgs,
+) -> anyhow::Result<(String, Vec<crate::export::Certified>)> {
+    crate::http_client::install_crypto_provider();
+    crate::export::fetch(
+        &r.node,
+        r.from_epoch,
+        r.to_epoch.unwrap_or(r.from_epoch),
+        r.network.as_deref(),
+    )
+    .await
+}
+
+async fn export_rewards(a: RewardsArgs) -> anyhow::Result<ExitCode> {
+    use crate::export::{evm_address, Curve, RewardsSpec, StrategyAndMultiplier};
+    let token = evm_address(&a.token).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--token {:?} is not an address (0x + 40 hex digits)",
+            a.token
+        )
+    })?;
+    let mut strategies = Vec::new();
+    for s in &a.strategies {
+        let (addr, mult) = s.split_once('=').unwrap_or((s, "1000000000000000000"));
+        let strategy = evm_address(addr)
+            .ok_or_else(|| anyhow::anyhow!("--strategy {s:?}: {addr:?} is not an address"))?;
+        let multiplier: u128 = mult
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--strategy {s:?}: the multiplier must be an integer"))?;
+        strategies.push(StrategyAndMultiplier {
+            strategy,
+            multiplier: multiplier.to_string(),
+        });
+    }
+    let (network, epochs) = fetch_range(&a.range).await?;
+    let spec = RewardsSpec {
+        token,
+        strategies,
+        total: a.total,
+        curve: Curve {
+            floor_ppm: a.floor_ppm,
+            exponent: a.exponent,
+        },
+        now: crate::clock::Clock::system().now(),
+    };
+    let (submission, notes) = crate::export::rewards(&network, &epochs, &spec)?;
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    eprintln!(
+        "{} certified epochs of network {network} verified; {} operators paid",
+        epochs.len(),
+        submission.operator_rewards.len()
+    );
+    println!("{}", serde_json::to_string_pretty(&submission)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn export_sla(a: SlaArgs) -> anyhow::Result<ExitCode> {
+    let (network, epochs) = fetch_range(&a.range).await?;
+    print!("{}", crate::export::sla(&network, &epochs, a.markdown)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn network_init(a: NetworkInitArgs) -> anyhow::Result<ExitCode> {

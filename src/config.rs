@@ -300,6 +300,15 @@ pub struct EpochConfig {
     pub genesis: i64,
     /// Epoch length, seconds.
     pub length_secs: u64,
+    /// The uptime policy of epoch certificates: a target whose uptime in an epoch
+    /// is below this many parts per million (990000 = 99 %) is marked `breached`
+    /// in the epoch's certificate. 0: no policy. Network-wide (part of the genesis).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_uptime_ppm: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// HTTP server and peer-client limits.
@@ -439,6 +448,7 @@ impl Default for EpochConfig {
         EpochConfig {
             genesis: 0,
             length_secs: 86_400,
+            min_uptime_ppm: 0,
         }
     }
 }
@@ -896,6 +906,12 @@ impl NodeConfig {
             return Err(invalid(
                 "epoch.length_secs",
                 "must be between 1 s and 100 years",
+            ));
+        }
+        if self.epoch.min_uptime_ppm > 1_000_000 {
+            return Err(invalid(
+                "epoch.min_uptime_ppm",
+                "is parts per million: at most 1000000",
             ));
         }
         Ok(())

@@ -81,6 +81,9 @@ fn parse_extra_target(s: &str) -> Result<(String, String), String> {
     crate::network::init::parse_target(s)
 }
 
+/// The devnet's epochs: short, so a certificate exists within a minute.
+pub const EPOCH_SECS: u64 = 20;
+
 /// The devnet's `settlement.max_event_age_secs`: history settles within seconds.
 pub const MAX_EVENT_AGE: u64 = 5;
 
@@ -250,7 +253,12 @@ rank_step_ms = 500
 roles_refresh_ms = 5000
 
 # Short settings so a demo settles in seconds (a real network keeps the defaults;
-# settlement values must be the same on every node of a network).
+# settlement and epoch values must be the same on every node of a network).
+[epoch]
+length_secs = {EPOCH_SECS}
+# A target below 99 % uptime in an epoch is marked breached in its certificate.
+min_uptime_ppm = 990000
+
 [settlement]
 max_event_age_secs = {MAX_EVENT_AGE}
 max_clock_drift_secs = 10
@@ -788,7 +796,106 @@ impl Devnet {
             path.display(),
             self.dir.join("nodes.json").display()
         );
+        self.demo_certificate(&target, down).await?;
         println!("\n== demo complete: every step held");
+        Ok(())
+    }
+}
+
+impl Devnet {
+    /// Waits for the certificate of the epoch holding `t` on every replica; checks
+    /// it and `target`'s row with its inclusion proof; saves them.
+    async fn demo_certificate(&mut self, target: &str, t: i64) -> anyhow::Result<()> {
+        let n = t.div_euclid(EPOCH_SECS as i64);
+        println!(
+            "\n== demo: waiting for the certificate of epoch {n} ({} s epochs) on every replica",
+            EPOCH_SECS
+        );
+        let start = Instant::now();
+        let mut certs: Vec<Value>;
+        loop {
+            self.check_children()?;
+            certs = Vec::new();
+            for u in &self.node_urls {
+                if let Some(c) = self
+                    .get(&format!("{u}/v1/certificates/epochs/{n}?limit=1000"))
+                    .await
+                {
+                    certs.push(c);
+                }
+            }
+            if certs.len() == self.node_urls.len() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(90) {
+                bail!(
+                    "epoch {n} was not certified on every replica within 90 s ({} of {})",
+                    certs.len(),
+                    self.node_urls.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if let Some(k) = certs.iter().position(|c| {
+            c["certificate"] != certs[0]["certificate"] || c["items"] != certs[0]["items"]
+        }) {
+            bail!("Node{} holds a different certificate: {}", k + 1, certs[k]);
+        }
+        let c = &certs[0];
+        println!(
+            "   certified on all {} replicas after {:.1} s: {} rows, root {}",
+            certs.len(),
+            start.elapsed().as_secs_f64(),
+            c["certificate"]["rows"],
+            c["certificate"]["root"].as_str().unwrap_or_default()
+        );
+        for r in c["items"].as_array().into_iter().flatten() {
+            println!(
+                "   {:<14} monitored {:>3} s  down {:>3} s  outages {}  uptime {:>7.3} %{}",
+                r["address"].as_str().unwrap_or_default(),
+                r["monitored_seconds"],
+                r["downtime_seconds"],
+                r["outages"],
+                r["uptime_ppm"].as_u64().unwrap_or(0) as f64 / 10_000.0,
+                if r["breached"] == true {
+                    "  breached"
+                } else {
+                    ""
+                }
+            );
+        }
+        let proof = self
+            .get(&format!(
+                "{}/v1/certificates/epochs/{n}/proof?address={target}",
+                self.node_urls[0]
+            ))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no inclusion proof of {target}"))?;
+        let set = std::sync::Arc::new(MonitorSet::new(&self.monitors, &[], Threshold::TWO_THIRDS)?);
+        let whole = serde_json::json!({"certificate": c["certificate"], "rows": c["items"]});
+        for (what, v) in [
+            ("the certificate and its rows", &whole),
+            ("the row of the outage", &proof),
+        ] {
+            match verify_value(v, &|_| Ok(set.clone())).map_err(anyhow::Error::msg)? {
+                Verdict::Valid(s) => println!("   livenessd verify ({what}): {s}"),
+                Verdict::Invalid(why) => bail!("{what} does not verify: {why}"),
+            }
+        }
+        let saved = serde_json::json!({
+            "certificate": c["certificate"],
+            "rows": c["items"],
+            "row": proof["row"],
+            "proof": proof["proof"],
+        });
+        let path = self.dir.join("demo-certificate.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&saved)? + "\n")?;
+        println!(
+            "   saved to {}; check it yourself: livenessd verify {} --nodes {}",
+            path.display(),
+            path.display(),
+            self.dir.join("nodes.json").display()
+        );
         Ok(())
     }
 }

@@ -142,6 +142,8 @@ pub enum EventError {
     InvalidSignature,
     #[error("network change refused: {why}")]
     Change { reason: &'static str, why: String },
+    #[error("epoch certificate refused: {why}")]
+    Certificate { reason: &'static str, why: String },
     #[error("state {state} at {timestamp} repeats the current state")]
     RepeatedState { state: NodeState, timestamp: i64 },
     #[error("timestamp {timestamp} is older than the last applied event ({last})")]
@@ -177,6 +179,7 @@ impl EventError {
             EventError::BadEncoding(_) => "bad_signature_encoding",
             EventError::InvalidSignature => "bad_signature",
             EventError::Change { reason, .. } => reason,
+            EventError::Certificate { reason, .. } => reason,
             EventError::RepeatedState { .. } => "repeated_state",
             EventError::Stale { .. } => "stale_timestamp",
             EventError::TooOld { .. } => "too_old",
@@ -192,6 +195,10 @@ impl EventError {
             EventError::RepeatedState { .. }
                 | EventError::Change {
                     reason: "change_duplicate",
+                    ..
+                }
+                | EventError::Certificate {
+                    reason: "certificate_duplicate",
                     ..
                 }
         )

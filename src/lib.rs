@@ -38,6 +38,7 @@
 pub mod aggregator;
 pub mod answers;
 pub mod audit;
+pub mod certificate;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -45,6 +46,7 @@ pub mod crypto;
 pub mod devnet;
 pub mod devseq;
 pub mod events;
+pub mod export;
 pub mod freshness;
 pub mod http;
 pub mod http_client;

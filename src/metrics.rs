@@ -97,6 +97,11 @@ struct Metrics {
     network_version: Gauge,
     network_changes: Counter,
     network_signatures: Family<Reason, Counter>,
+    certificates_applied: Counter,
+    last_certified_epoch: Gauge,
+    certificate_signatures: Family<Reason, Counter>,
+    certificates_posted: Counter,
+    performance_score: Family<Address, Gauge>,
     replicator_errors: Family<Kind, Counter>,
     gateway_switches: Family<Reason, Counter>,
     // zellular client
@@ -166,6 +171,11 @@ impl Metrics {
             network_version: Default::default(),
             network_changes: Default::default(),
             network_signatures: Default::default(),
+            certificates_applied: Default::default(),
+            last_certified_epoch: Default::default(),
+            certificate_signatures: Default::default(),
+            certificates_posted: Default::default(),
+            performance_score: Default::default(),
             replicator_errors: Default::default(),
             gateway_switches: Default::default(),
             zellular_request_errors: Default::default(),
@@ -268,6 +278,31 @@ impl Metrics {
             "network_change_signatures",
             "Asks to sign a network change, by outcome (signed, not_approved, refused)",
             m.network_signatures.clone(),
+        );
+        r.register(
+            "certificates_applied",
+            "Epoch certificates applied from the log",
+            m.certificates_applied.clone(),
+        );
+        r.register(
+            "last_certified_epoch",
+            "The newest epoch with a certificate in the replica (-1: none)",
+            m.last_certified_epoch.clone(),
+        );
+        r.register(
+            "certificate_signatures",
+            "Asks to sign an epoch's certificate, by outcome (signed, refused)",
+            m.certificate_signatures.clone(),
+        );
+        r.register(
+            "aggregator_certificates_posted",
+            "Epoch certificates posted to Zellular by this aggregator",
+            m.certificates_posted.clone(),
+        );
+        r.register(
+            "eigen_performance_score",
+            "0-100: a target's uptime in the newest certified epoch, floor(uptime_ppm / 10000) (absent: not in that epoch's table)",
+            m.performance_score.clone(),
         );
         r.register(
             "zellular_request_errors",
@@ -514,6 +549,33 @@ pub fn network_change_applied() {
 /// An ask to sign a network change, by outcome.
 pub fn network_change_signature(outcome: &str) {
     m().network_signatures.get_or_create(&r(outcome)).inc();
+}
+
+pub fn certificate_applied(epoch: i64) {
+    m().certificates_applied.inc();
+    m().last_certified_epoch.set(epoch);
+}
+
+/// The newest certified epoch at start (-1: none).
+pub fn last_certified_epoch(epoch: Option<i64>) {
+    m().last_certified_epoch.set(epoch.unwrap_or(-1));
+}
+
+pub fn certificate_signature(outcome: &str) {
+    m().certificate_signatures.get_or_create(&r(outcome)).inc();
+}
+
+pub fn certificate_posted() {
+    m().certificates_posted.inc();
+}
+
+/// The score of every row of the newest certified epoch; addresses not in it lose theirs.
+pub fn performance_scores(scores: &[(String, i64)]) {
+    let f = &m().performance_score;
+    f.clear();
+    for (a, v) in scores {
+        f.get_or_create(&Address { address: a.clone() }).set(*v);
+    }
 }
 
 pub fn replicator_error(kind: &str) {
@@ -804,6 +866,10 @@ mod tests {
         network_version(1);
         network_change_applied();
         network_change_signature("signed");
+        certificate_applied(1);
+        certificate_signature("signed");
+        certificate_posted();
+        performance_scores(&[("a".into(), 99)]);
         let text = render();
         let declared: Vec<&str> = text
             .lines()
@@ -811,7 +877,7 @@ mod tests {
             .filter_map(|l| l.split(' ').next())
             .filter(|n| n.starts_with("livenessd_"))
             .collect();
-        assert_eq!(declared.len(), 49, "every family renders:\n{text}");
+        assert_eq!(declared.len(), 54, "every family renders:\n{text}");
         for name in declared {
             assert!(
                 text.lines()

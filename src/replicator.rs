@@ -30,13 +30,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::answers::{AnswerError, Answers};
+use crate::certificate::Certificate;
+use crate::config::EpochConfig;
 use crate::events::{Event, EventError};
 use crate::freshness::ReplicaStatus;
 use crate::metrics;
 use crate::network::{canonical, parse_items, Item, NetworkHandle, NetworkState};
 use crate::stats::AppliedEvent;
 use crate::store::node::{
-    Applied, AppliedChange, CursorUpdate, Position, ReplicaStore, TargetState,
+    Applied, AppliedCertificate, AppliedChange, CursorUpdate, Position, ReplicaStore, TargetState,
 };
 use crate::store::StoreError;
 use crate::zellular::{Client, Cursor, FinalizedBatch, OperatorSource, StreamError};
@@ -49,6 +52,18 @@ const READ_AHEAD_CHUNKS: usize = 2;
 
 /// How often freshness is evaluated (and gateways cross-checked when stale).
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// `livenessd_eigen_performance_score` from the rows (JSON) of the newest
+/// certified epoch: `⌊uptime_ppm / 10,000⌋`, 0–100.
+pub fn publish_scores(rows: &str) {
+    if let Ok(rows) = serde_json::from_str::<Vec<crate::certificate::Row>>(rows) {
+        let scores: Vec<(String, i64)> = rows
+            .into_iter()
+            .map(|r| (r.address, (r.uptime_ppm / 10_000) as i64))
+            .collect();
+        metrics::performance_scores(&scores);
+    }
+}
 
 /// The network-wide settlement settings, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +206,8 @@ pub struct Replicator {
     /// Every applied event is announced here (stats, webhooks); a slow listener
     /// lags and loses its oldest, never slows replication.
     announce: tokio::sync::broadcast::Sender<AppliedEvent>,
+    /// Epoch tables, to check certificates against.
+    answers: Answers,
 }
 
 impl Replicator {
@@ -215,6 +232,7 @@ impl Replicator {
             .map(|(a, _)| a)
             .collect();
         status.applied(position.index, position.log_time);
+        let (store_for_answers, network_for_answers) = (store.clone(), network.clone());
         Ok(Replicator {
             store,
             network,
@@ -229,7 +247,104 @@ impl Replicator {
             status,
             log: LogBudget::new(),
             announce: tokio::sync::broadcast::channel(16).0,
+            answers: Answers::new(
+                store_for_answers,
+                network_for_answers,
+                EpochConfig::default(),
+            ),
         })
+    }
+
+    /// Epochs as the network defines them (for certificates; the default otherwise).
+    pub fn with_epochs(mut self, epoch: EpochConfig) -> Self {
+        self.answers = Answers::new(self.store.clone(), self.network.clone(), epoch);
+        self
+    }
+
+    /// The apply rule of an epoch certificate: for this network and the version in
+    /// force, the first of its epoch, for a whole epoch settled at its position,
+    /// signed by a quorum of the set in force, and committing to the table this
+    /// replica computes for that epoch.
+    async fn check_certificate(
+        &self,
+        c: &Certificate,
+        u: &Unit,
+    ) -> Result<Result<AppliedCertificate, EventError>, StoreError> {
+        let refuse =
+            |reason: &'static str, why: String| Ok(Err(EventError::Certificate { reason, why }));
+        if c.network != self.net.id {
+            return refuse(
+                "certificate_other_network",
+                format!("it is for network {}", c.network),
+            );
+        }
+        if c.network_version != self.net.version {
+            return refuse(
+                "certificate_wrong_version",
+                format!(
+                    "it is signed under network version {}, {} is in force",
+                    c.network_version, self.net.version
+                ),
+            );
+        }
+        if self.store.has_certificate(c.epoch).await? {
+            return refuse(
+                "certificate_duplicate",
+                format!("epoch {} is certified already", c.epoch),
+            );
+        }
+        if self.answers.epoch_bounds(c.epoch) != Some((c.start, c.end)) {
+            return refuse(
+                "certificate_invalid",
+                format!(
+                    "[{}, {}) are not the bounds of epoch {}",
+                    c.start, c.end, c.epoch
+                ),
+            );
+        }
+        let settled = u.sync_time.saturating_sub(self.window.max_event_age);
+        if c.end > settled {
+            return refuse(
+                "certificate_unsettled",
+                format!(
+                    "epoch {} ends at {}, after the settled watermark {settled}",
+                    c.epoch, c.end
+                ),
+            );
+        }
+        if let Err(e) = c.verify(&self.net.monitors) {
+            return refuse("certificate_bad_proof", e.to_string());
+        }
+        let table = match self.answers.epoch_table(c.epoch, settled).await {
+            Ok(t) => t,
+            Err(AnswerError::Store(e)) => return Err(e),
+            Err(e) => return refuse("certificate_invalid", e.to_string()),
+        };
+        let root = table.root();
+        if root != c.root || table.rows.len() as u64 != c.rows {
+            return refuse(
+                "certificate_wrong_root",
+                format!(
+                    "it certifies {} rows with root {}; this replica's table has {} with root {root}",
+                    c.rows,
+                    c.root,
+                    table.rows.len()
+                ),
+            );
+        }
+        Ok(Ok(AppliedCertificate {
+            epoch: c.epoch,
+            network_version: c.network_version,
+            start: c.start,
+            end: c.end,
+            root,
+            row_count: c.rows,
+            certificate: serde_json::to_string(c).expect("serialisable"),
+            rows: serde_json::to_string(&table.rows).expect("serialisable"),
+            zellular_index: u.index,
+            position: u.position,
+            log_time: u.sync_time,
+        }))
     }
 
     /// Announces every applied event on `tx` from now on.
@@ -313,9 +428,17 @@ impl Replicator {
         }
         // A network change ends its transaction: what follows is checked under
         // the version it makes.
+        // An epoch certificate is a transaction of its own: its table is computed
+        // from everything before it, committed.
         let mut slice = Vec::new();
         for u in units {
-            let ends = matches!(u.item, Some(Ok(Item::Change(_))));
+            let certificate = matches!(u.item, Some(Ok(Item::Certificate(_))));
+            if certificate && !slice.is_empty() {
+                self.apply_slice(std::mem::take(&mut slice), &mut report)
+                    .await?;
+                report.transactions += 1;
+            }
+            let ends = certificate || matches!(u.item, Some(Ok(Item::Change(_))));
             slice.push(u);
             if ends || slice.len() == MAX_ITEMS_PER_TRANSACTION {
                 self.apply_slice(std::mem::take(&mut slice), &mut report)
@@ -340,11 +463,16 @@ impl Replicator {
         // Rules 1-3, cheap, before any signature work.
         let mut candidates: Vec<(usize, Event)> = Vec::new();
         let mut change = None;
+        let mut certificate = None;
         for (k, u) in slice.iter().enumerate() {
             let Some(item) = &u.item else { continue };
             let item = match item {
                 Ok(Item::Change(c)) => {
                     change = Some((k, c.clone()));
+                    continue;
+                }
+                Ok(Item::Certificate(c)) => {
+                    certificate = Some((k, c.clone()));
                     continue;
                 }
                 Ok(Item::Event(ev)) => Ok(ev.clone()),
@@ -486,6 +614,29 @@ impl Replicator {
                 }
             }
         };
+        let applied_certificate = match certificate {
+            None => None,
+            Some((k, c)) => {
+                let u = &slice[k];
+                match self.check_certificate(&c, u).await? {
+                    Ok(a) => {
+                        tracing::info!(index = u.index, epoch = c.epoch, rows = c.rows,
+                            root = %c.root, "epoch certificate applied");
+                        Some(a)
+                    }
+                    Err(e) if e.is_duplicate() => {
+                        metrics::event_duplicate();
+                        report.duplicates += 1;
+                        None
+                    }
+                    Err(e) => {
+                        rejections.add(u.index, &e);
+                        report.rejected += 1;
+                        None
+                    }
+                }
+            }
+        };
         // The cursor after this slice: the last batch completed, plus how far into
         // the next one it got.
         let last = slice.last().expect("a slice is never empty");
@@ -520,10 +671,18 @@ impl Replicator {
                 monitoring_starts,
             },
         };
-        let position = self
-            .store
-            .apply(&accepted, applied_change.as_ref(), &cursor)
-            .await?;
+        let position = match &applied_certificate {
+            Some(c) => self.store.apply_certificate(c, &cursor).await?,
+            None => {
+                self.store
+                    .apply(&accepted, applied_change.as_ref(), &cursor)
+                    .await?
+            }
+        };
+        if let Some(c) = &applied_certificate {
+            metrics::certificate_applied(c.epoch);
+            publish_scores(&c.rows);
+        }
         self.states = next_states;
         self.position = position;
         self.unmonitored.clear();

@@ -129,6 +129,23 @@ impl Signer {
         self.sk.sign(p.message().as_bytes())
     }
 
+    /// Signs the certificate statement of an epoch table this node computed from
+    /// its replica (only `answers` builds one, from settled history).
+    pub fn sign_epoch(
+        &self,
+        table: &crate::certificate::Table,
+        network: &str,
+        network_version: u64,
+    ) -> crate::certificate::CertificateSignature {
+        let statement = table.statement(network, network_version);
+        let signature = self.sk.sign(statement.message().as_bytes()).to_hex();
+        crate::certificate::CertificateSignature {
+            node_id: String::new(),
+            statement,
+            signature,
+        }
+    }
+
     /// Signs a downtime this node computed from its replica.
     pub fn sign_downtime(&self, d: &Downtime) -> DowntimeAnswer {
         let msg = downtime_message(d.address(), d.seconds(), d.from(), d.to());

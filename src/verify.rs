@@ -1,6 +1,6 @@
 //! `livenessd verify`: checks a quorum proof offline, as a third party would — an
-//! `/aggregate_downtime` answer, one event, a network change, or a JSON array of
-//! them — against the monitoring nodes' keys (each key's proof of possession checked
+//! `/aggregate_downtime` answer, one event, a network change, an epoch certificate
+//! (with its rows, or one row and its inclusion proof), or a JSON array of them — against the monitoring nodes' keys (each key's proof of possession checked
 //! first): a static nodes file, or a network history checked from its genesis, the
 //! proof then checked under the version it names.
 
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::answers::AggregateDowntime;
+use crate::certificate::{verify_row, Certificate, Row, RowProof, Table, CERTIFICATE_KIND};
 use crate::config::{load_reference_nodes, Threshold};
 use crate::events::{downtime_message, Event, MonitorSet};
 use crate::network::history::History;
@@ -82,6 +83,15 @@ pub fn verify_file_with_history(file: &Path, history: &Path) -> Result<Verdict, 
         }
     };
     let v = read_json(file)?;
+    if let Some(c) = certificate_of(&v) {
+        let named = c.get("network").and_then(Value::as_str).unwrap_or_default();
+        if named != h.network {
+            return Ok(Verdict::Invalid(format!(
+                "the certificate is for network {named}, the history is of network {}",
+                h.network
+            )));
+        }
+    }
     let verdict = verify_value(&v, &|version| {
         let n = version.unwrap_or(1);
         versions
@@ -112,6 +122,88 @@ type SetOf<'a> = dyn Fn(Option<u64>) -> Result<Arc<MonitorSet>, String> + 'a;
 
 fn version_of(v: &Value) -> Option<u64> {
     v.get("network_version").and_then(Value::as_u64)
+}
+
+/// The certificate in `v`: `v` itself, or its `certificate` (a certificate with
+/// its rows, or one row with its proof).
+fn certificate_of(v: &Value) -> Option<&Value> {
+    let is = |c: &Value| c.get("kind").and_then(Value::as_str) == Some(CERTIFICATE_KIND);
+    if is(v) {
+        Some(v)
+    } else {
+        v.get("certificate").filter(|c| is(c))
+    }
+}
+
+/// A certificate: its quorum proof under the version it names; then, if given,
+/// its rows (all of them: the root is recomputed) or one row with its proof.
+fn verify_certificate(v: &Value, c: &Value, sets: &SetOf<'_>) -> Result<Verdict, String> {
+    let c = Certificate::from_value(c).map_err(|e| format!("not an epoch certificate: {e}"))?;
+    let set = sets(Some(c.network_version))?;
+    if let Err(e) = c.verify(&set) {
+        return Ok(Verdict::Invalid(format!(
+            "the certificate's proof fails: {e}"
+        )));
+    }
+    let signed = format!(
+        "signed by {} of {} monitoring nodes of network version {}",
+        set.nodes().len() - c.non_signing_nodes.len(),
+        set.nodes().len(),
+        c.network_version
+    );
+    let rows = v
+        .get("rows")
+        .or_else(|| v.get("items"))
+        .filter(|r| r.is_array());
+    if let Some(rows) = rows {
+        let rows: Vec<Row> =
+            serde_json::from_value(rows.clone()).map_err(|e| format!("malformed rows: {e}"))?;
+        let table = Table::new(c.epoch, c.start, c.end, rows);
+        if table.rows.len() as u64 != c.rows || table.root() != c.root {
+            return Ok(Verdict::Invalid(format!(
+                "the rows do not make the certified table: {} rows with root {}, certified {} with root {}",
+                table.rows.len(),
+                table.root(),
+                c.rows,
+                c.root
+            )));
+        }
+        let breached = table.rows.iter().filter(|r| r.breached).count();
+        return Ok(Verdict::Valid(format!(
+            "valid: epoch {} [{}, {}) certified with {} rows ({breached} breached), root {}, {signed}",
+            c.epoch, c.start, c.end, c.rows, c.root
+        )));
+    }
+    if let (Some(row), Some(proof)) = (v.get("row"), v.get("proof")) {
+        let row: Row =
+            serde_json::from_value(row.clone()).map_err(|e| format!("malformed row: {e}"))?;
+        let proof: RowProof =
+            serde_json::from_value(proof.clone()).map_err(|e| format!("malformed proof: {e}"))?;
+        return Ok(match verify_row(&c.root, c.rows, &row, &proof) {
+            Ok(()) => Verdict::Valid(format!(
+                "valid: in epoch {} [{}, {}) {} was monitored {} s, down {} s in {} outages, uptime {}.{:04} %{}; \
+                 row {} of {} under root {}, {signed}",
+                c.epoch,
+                c.start,
+                c.end,
+                row.address,
+                row.monitored_seconds,
+                row.downtime_seconds,
+                row.outages,
+                row.uptime_ppm / 10_000,
+                row.uptime_ppm % 10_000,
+                if row.breached { " (below the network's minimum)" } else { "" },
+                proof.index,
+                c.rows,
+                c.root
+            )),
+            Err(e) => Verdict::Invalid(e),
+        });
+    }
+    Ok(Verdict::Valid(format!(
+        "valid: epoch {} [{}, {}) certified with {} rows, root {} (no rows given to check against it), {signed}",
+        c.epoch, c.start, c.end, c.rows, c.root
+    )))
 }
 
 /// Checks a parsed proof.
@@ -146,6 +238,9 @@ pub fn verify_value(v: &Value, sets: &SetOf<'_>) -> Result<Verdict, String> {
                 Err(e) => Verdict::Invalid(e.to_string()),
             },
         );
+    }
+    if let Some(c) = certificate_of(v) {
+        return verify_certificate(v, c, sets);
     }
     let set = sets(version_of(v))?;
     if v.get("total_downtime_seconds").is_some() {
@@ -188,5 +283,5 @@ pub fn verify_value(v: &Value, sets: &SetOf<'_>) -> Result<Verdict, String> {
             },
         );
     }
-    Err("neither an /aggregate_downtime answer nor an event".into())
+    Err("neither an /aggregate_downtime answer, an event, a network change nor an epoch certificate".into())
 }

@@ -125,6 +125,7 @@ async fn check(n: usize, seed: u64) {
     let epoch = EpochConfig {
         genesis: 0,
         length_secs: 3_600,
+        min_uptime_ppm: 0,
     };
     let network = NetworkHandle::of_genesis(&Genesis::new(
         "test",

@@ -63,6 +63,12 @@ fn devnet_demo_then_offline_verification() {
         String::from_utf8_lossy(&ok.stdout)
     );
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("valid:"));
+    // The certificate of the outage's epoch, with its rows and the outage's row.
+    assert!(stdout.contains("certified on all 4 replicas"), "{stdout}");
+    let cert = verify(dir.path().join("demo-certificate.json"), &nodes);
+    let said = String::from_utf8_lossy(&cert.stdout);
+    assert_eq!(cert.status.code(), Some(0), "{said}");
+    assert!(said.contains("certified with 3 rows"), "{said}");
 
     // Tampered: exit 1 with the reason.
     let mut v: serde_json::Value =

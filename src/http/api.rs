@@ -123,6 +123,16 @@ pub(super) fn routes(ctx: NodeContext) -> Router {
         .route("/v1/network", get(network))
         .route("/v1/network/history", get(network_history))
         .route("/v1/network/sign", axum::routing::post(network_sign))
+        .route("/v1/certificates", get(certificates))
+        .route("/v1/certificates/epochs/{epoch}", get(certificate))
+        .route(
+            "/v1/certificates/epochs/{epoch}/proof",
+            get(certificate_proof),
+        )
+        .route(
+            "/v1/certificates/epochs/{epoch}/signature",
+            get(certificate_signature),
+        )
         .route("/metrics", get(render_metrics))
         .route("/", get(super::status::index))
         .route("/targets/{address}", get(super::status::target))
@@ -661,4 +671,181 @@ async fn network_sign(
         signature,
         network_version: net.version,
     }))
+}
+
+fn epoch_param(epoch: &str) -> Result<i64, Error> {
+    epoch
+        .parse()
+        .map_err(|_| Error::Unprocessable(format!("epoch must be an integer, got {epoch:?}")))
+}
+
+/// A stored certificate, or 404 saying why there is none (yet).
+async fn stored_certificate(
+    ctx: &NodeContext,
+    n: i64,
+) -> Result<
+    (
+        crate::certificate::Certificate,
+        crate::store::node::StoredCertificate,
+    ),
+    Error,
+> {
+    let Some(c) = ctx.store.certificate(n).await.map_err(internal)? else {
+        let settled = ctx.status.settled();
+        let why = match (ctx.answers.epoch_bounds(n), settled) {
+            (None, _) => format!("epoch {n} is out of range"),
+            (Some((_, end)), Some(w)) if end <= w => format!(
+                "epoch {n} is settled but not certified yet (an aggregator certifies it once a \
+                 quorum signs its table)"
+            ),
+            (Some((_, end)), _) => format!(
+                "epoch {n} is not settled yet (it ends at {end}; settled up to {})",
+                settled.map_or("nothing".into(), |w| w.to_string())
+            ),
+        };
+        return Err(Error::NotFound(why));
+    };
+    let cert = serde_json::from_str(&c.certificate).map_err(internal)?;
+    Ok((cert, c))
+}
+
+fn stored_rows(
+    c: &crate::store::node::StoredCertificate,
+) -> Result<Vec<crate::certificate::Row>, Error> {
+    serde_json::from_str(c.rows.as_deref().unwrap_or("[]")).map_err(internal)
+}
+
+/// The certified epochs, ascending (`cursor` = the last epoch seen).
+async fn certificates(
+    State(ctx): State<NodeContext>,
+    Query(q): Params,
+) -> Result<Json<Value>, Error> {
+    let after = match q.get("cursor") {
+        Some(c) => c
+            .parse()
+            .map_err(|_| Error::BadRequest("malformed cursor".into()))?,
+        None => i64::MIN,
+    };
+    let limit = page_limit(&q)?;
+    let rows = ctx
+        .store
+        .certificates(after, limit as u32 + 1)
+        .await
+        .map_err(internal)?;
+    let more = rows.len() > limit;
+    let mut out = Vec::new();
+    for r in rows.into_iter().take(limit) {
+        let c: crate::certificate::Certificate =
+            serde_json::from_str(&r.certificate).map_err(internal)?;
+        out.push((
+            json!({
+                "epoch": c.epoch, "start": c.start, "end": c.end,
+                "network_version": c.network_version, "rows": c.rows, "root": c.root,
+                "zellular_index": r.zellular_index, "log_time": r.log_time,
+            }),
+            r.epoch.to_string(),
+        ));
+    }
+    let (items, next) = paginate(out, more)?;
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+/// An epoch's certificate and its rows (paginated by address: `cursor` = the
+/// last address seen).
+async fn certificate(
+    State(ctx): State<NodeContext>,
+    Path(epoch): Path<String>,
+    Query(q): Params,
+) -> Result<Json<Value>, Error> {
+    let n = epoch_param(&epoch)?;
+    let (cert, stored) = stored_certificate(&ctx, n).await?;
+    let rows = stored_rows(&stored)?;
+    let limit = page_limit(&q)?;
+    let after = q.get("cursor").cloned().unwrap_or_default();
+    let rest: Vec<_> = rows
+        .into_iter()
+        .filter(|r| after.is_empty() || r.address.as_bytes() > after.as_bytes())
+        .collect();
+    let more = rest.len() > limit;
+    let page: Vec<_> = rest
+        .into_iter()
+        .take(limit)
+        .map(|r| {
+            let a = r.address.clone();
+            (r, a)
+        })
+        .collect();
+    let (items, next) = paginate(page, more)?;
+    Ok(Json(json!({
+        "certificate": cert,
+        "zellular_index": stored.zellular_index,
+        "position": stored.position,
+        "log_time": stored.log_time,
+        "items": items,
+        "next": next,
+    })))
+}
+
+/// One row of a certified epoch with its inclusion proof.
+async fn certificate_proof(
+    State(ctx): State<NodeContext>,
+    Path(epoch): Path<String>,
+    Query(q): Params,
+) -> Result<Json<Value>, Error> {
+    let n = epoch_param(&epoch)?;
+    let address = param(&q, "address")?;
+    let (cert, stored) = stored_certificate(&ctx, n).await?;
+    let table =
+        crate::certificate::Table::new(cert.epoch, cert.start, cert.end, stored_rows(&stored)?);
+    let (row, proof) = table.proof(address).ok_or_else(|| {
+        Error::NotFound(format!(
+            "{address} has no row in epoch {n}: the network did not monitor it then"
+        ))
+    })?;
+    Ok(Json(
+        json!({ "certificate": cert, "row": row, "proof": proof }),
+    ))
+}
+
+/// This node's signature of an epoch's table: only about a settled epoch, from a
+/// fresh replica, by a monitoring node of the version in force.
+async fn certificate_signature(
+    State(ctx): State<NodeContext>,
+    Path(epoch): Path<String>,
+) -> Result<Json<crate::certificate::CertificateSignature>, Error> {
+    let n = epoch_param(&epoch)?;
+    let refused = |e: Error| {
+        metrics::certificate_signature("refused");
+        e
+    };
+    let net = member(&ctx).map_err(refused)?;
+    let fresh = ctx.status.check().map_err(|why| {
+        refused(Error::Unavailable(format!(
+            "this replica signs nothing while it is stale: {why}"
+        )))
+    })?;
+    let (_, end) = ctx
+        .answers
+        .epoch_bounds(n)
+        .ok_or_else(|| refused(Error::BadRequest(format!("epoch {n} is out of range"))))?;
+    if end > fresh.settled {
+        return Err(refused(Error::TooEarly {
+            detail: format!(
+                "epoch {n} ends at {end}, after the settled watermark ({})",
+                fresh.settled
+            ),
+            settled_until: fresh.settled,
+            log_time: fresh.log_time,
+            retry_after: end.saturating_sub(fresh.settled).clamp(1, 86_400) as u64,
+        }));
+    }
+    let table = ctx
+        .answers
+        .epoch_table(n, fresh.settled)
+        .await
+        .map_err(|e| refused(e.into()))?;
+    let mut s = ctx.signer.sign_epoch(&table, &net.id, net.version);
+    s.node_id = ctx.node_id.to_string();
+    metrics::certificate_signature("signed");
+    Ok(Json(s))
 }

@@ -43,7 +43,9 @@ impl Class {
             "/aggregate_downtime" => Class::Aggregate,
             "/downtime" => Class::Signed,
             "/health" | "/ready" | "/metrics" => Class::Ops,
-            p if p.ends_with("/sign") || p.starts_with("/v1/sign") => Class::Signed,
+            p if p.ends_with("/sign") || p.ends_with("/signature") || p.starts_with("/v1/sign") => {
+                Class::Signed
+            }
             _ => Class::Query,
         }
     }
@@ -259,6 +261,10 @@ mod tests {
         assert_eq!(Class::of("/state"), Class::Probe);
         assert_eq!(Class::of("/aggregate_downtime"), Class::Aggregate);
         assert_eq!(Class::of("/downtime"), Class::Signed);
+        assert_eq!(
+            Class::of("/v1/certificates/epochs/{epoch}/signature"),
+            Class::Signed
+        );
         assert_eq!(Class::of("/ready"), Class::Ops);
         assert_eq!(Class::of("/v1/events"), Class::Query);
     }

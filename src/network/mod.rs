@@ -743,6 +743,7 @@ fn addresses_of(d: &Definition) -> Vec<String> {
 pub enum Item {
     Event(Event),
     Change(Box<SignedChange>),
+    Certificate(Box<crate::certificate::Certificate>),
 }
 
 /// Reads a batch: a JSON array of events and changes. The outer error means the
@@ -754,8 +755,12 @@ pub fn parse_items(body: &str) -> Result<Vec<Result<Item, EventError>>, EventErr
     Ok(arr
         .iter()
         .map(|v| {
-            if v.get("kind").and_then(Value::as_str) == Some(CHANGE_KIND) {
+            let kind = v.get("kind").and_then(Value::as_str);
+            if kind == Some(CHANGE_KIND) {
                 SignedChange::from_value(v).map(|c| Item::Change(Box::new(c)))
+            } else if kind == Some(crate::certificate::CERTIFICATE_KIND) {
+                crate::certificate::Certificate::from_value(v)
+                    .map(|c| Item::Certificate(Box::new(c)))
             } else {
                 Event::from_value(v).map(Item::Event)
             }

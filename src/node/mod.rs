@@ -191,6 +191,16 @@ impl Node {
         tracing::info!(network = %net.id, name = %net.name, version = net.version,
             nodes = net.monitors.nodes().len(), targets = net.definition.targets.len(), "network");
         crate::metrics::network_version(net.version);
+        let last_certified = store
+            .last_certified()
+            .await
+            .map_err(|e| anyhow!("database {}: {e}", cfg.database.display()))?;
+        crate::metrics::last_certified_epoch(last_certified);
+        if let Some(n) = last_certified {
+            if let Ok(Some(c)) = store.certificate(n).await {
+                crate::replicator::publish_scores(c.rows.as_deref().unwrap_or("[]"));
+            }
+        }
         let targets = net.definition.targets.clone();
         let network = NetworkHandle::new(net);
         let roots =
@@ -217,6 +227,7 @@ impl Node {
         )
         .await
         .with_context(|| format!("database {}", cfg.database.display()))?
+        .with_epochs(cfg.epoch.clone())
         .announce_to(applied.clone());
         let ctx = NodeContext {
             node_id: cfg.node_id.as_str().into(),

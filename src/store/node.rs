@@ -107,6 +107,48 @@ pub struct StoredChange {
     pub digest: String,
 }
 
+/// An epoch certificate accepted for application (the first of its epoch).
+#[derive(Debug, Clone)]
+pub struct AppliedCertificate {
+    pub epoch: i64,
+    pub network_version: u64,
+    pub start: i64,
+    pub end: i64,
+    pub root: String,
+    pub row_count: u64,
+    /// The certificate as sequenced (JSON).
+    pub certificate: String,
+    /// The rows (JSON array, sorted by address).
+    pub rows: String,
+    pub zellular_index: u64,
+    pub position: u32,
+    pub log_time: i64,
+}
+
+/// A stored certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCertificate {
+    pub epoch: i64,
+    /// The certificate as sequenced (JSON).
+    pub certificate: String,
+    /// Its rows (JSON array), when asked for.
+    pub rows: Option<String>,
+    pub zellular_index: u64,
+    pub position: u32,
+    pub log_time: i64,
+}
+
+fn stored_certificate(r: &sqlx::sqlite::SqliteRow, with_rows: bool) -> StoredCertificate {
+    StoredCertificate {
+        epoch: r.get(0),
+        certificate: r.get(1),
+        rows: with_rows.then(|| r.get(2)),
+        zellular_index: r.get::<i64, _>(3) as u64,
+        position: r.get::<i64, _>(4) as u32,
+        log_time: r.get(5),
+    }
+}
+
 /// Where the cursor moves with a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CursorUpdate {
@@ -389,6 +431,53 @@ impl ReplicaStore {
             .collect())
     }
 
+    /// Whether epoch `n` has a certificate.
+    pub async fn has_certificate(&self, epoch: i64) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT epoch FROM certificates WHERE epoch = ?")
+                .bind(epoch)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// The certificate of epoch `n`: the certificate (JSON) and its rows (JSON).
+    pub async fn certificate(&self, epoch: i64) -> Result<Option<StoredCertificate>, StoreError> {
+        let r = sqlx::query(
+            "SELECT epoch, certificate, rows, zellular_index, position, log_time
+             FROM certificates WHERE epoch = ?",
+        )
+        .bind(epoch)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.map(|r| stored_certificate(&r, true)))
+    }
+
+    /// Certificates after epoch `after` (ascending), without their rows.
+    pub async fn certificates(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredCertificate>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT epoch, certificate, '', zellular_index, position, log_time
+             FROM certificates WHERE epoch > ? ORDER BY epoch LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| stored_certificate(r, false)).collect())
+    }
+
+    /// The newest certified epoch.
+    pub async fn last_certified(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MAX(epoch) FROM certificates")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     pub async fn position(&self) -> Result<Position, StoreError> {
         let r = sqlx::query(
             "SELECT zellular_index, chaining_hash, partial_items, log_time, events_digest, events_count
@@ -495,8 +584,27 @@ impl ReplicaStore {
         change: Option<&AppliedChange>,
         cursor: &CursorUpdate,
     ) -> Result<Position, StoreError> {
+        self.apply_all(events, change, None, cursor).await
+    }
+
+    /// Stores an epoch certificate and moves the cursor, in one transaction.
+    pub async fn apply_certificate(
+        &self,
+        certificate: &AppliedCertificate,
+        cursor: &CursorUpdate,
+    ) -> Result<Position, StoreError> {
+        self.apply_all(&[], None, Some(certificate), cursor).await
+    }
+
+    async fn apply_all(
+        &self,
+        events: &[Applied],
+        change: Option<&AppliedChange>,
+        certificate: Option<&AppliedCertificate>,
+        cursor: &CursorUpdate,
+    ) -> Result<Position, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let result = Self::apply_on(&mut conn, events, change, cursor).await;
+        let result = Self::apply_on(&mut conn, events, change, certificate, cursor).await;
         if result.is_err() {
             let _ = conn.close().await;
         }
@@ -508,6 +616,7 @@ impl ReplicaStore {
         conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
         events: &[Applied],
         change: Option<&AppliedChange>,
+        certificate: Option<&AppliedCertificate>,
         cursor: &CursorUpdate,
     ) -> Result<Position, StoreError> {
         use sqlx::Connection;
@@ -609,6 +718,26 @@ impl ReplicaStore {
             )
             .bind(t)
             .bind(address)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(c) = certificate {
+            sqlx::query(
+                "INSERT INTO certificates (epoch, network_version, start, end, root, row_count,
+                                           certificate, rows, zellular_index, position, log_time)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(c.epoch)
+            .bind(c.network_version as i64)
+            .bind(c.start)
+            .bind(c.end)
+            .bind(&c.root)
+            .bind(c.row_count as i64)
+            .bind(&c.certificate)
+            .bind(&c.rows)
+            .bind(c.zellular_index as i64)
+            .bind(c.position as i64)
+            .bind(c.log_time)
             .execute(&mut *tx)
             .await?;
         }
