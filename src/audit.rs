@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::certificate::{Certificate, Row, Table};
 use crate::config::NodeConfig;
 use crate::events::Event;
 use crate::network::history::{History, Recorded};
@@ -39,11 +40,74 @@ pub async fn audit(cfg: &NodeConfig, database: Option<&Path>) -> anyhow::Result<
         max_clock_drift: cfg.settlement.max_clock_drift_secs as i64,
     };
     let verdict = match network_history(&store, genesis).await? {
-        Ok(h) => replay(&store, &h, window).await,
+        Ok(h) => match replay(&store, &h, window).await? {
+            v @ Verdict::Consistent { .. } => match certificates(&store, &h).await? {
+                Some(why) => Ok(Verdict::Inconsistent(why)),
+                None => Ok(v),
+            },
+            v => Ok(v),
+        },
         Err(why) => Ok(Verdict::Inconsistent(why)),
     };
     store.close().await;
     verdict
+}
+
+/// Every stored epoch certificate: its proof under the version it names, for this
+/// network, its rows making its root. The first that fails, if any.
+async fn certificates(store: &ReplicaStore, h: &Versions) -> anyhow::Result<Option<String>> {
+    let mut after = i64::MIN;
+    loop {
+        let page = store.certificates(after, 256).await?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        after = last.epoch;
+        for summary in page {
+            let Some(stored) = store.certificate(summary.epoch).await? else {
+                continue;
+            };
+            let n = stored.epoch;
+            let c: Certificate = match serde_json::from_str(&stored.certificate) {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(Some(format!(
+                        "certificate of epoch {n}: does not parse: {e}"
+                    )))
+                }
+            };
+            let Some(set) = h.states.get((c.network_version as usize).wrapping_sub(1)) else {
+                return Ok(Some(format!(
+                    "certificate of epoch {n}: names network version {}, which the replica lacks",
+                    c.network_version
+                )));
+            };
+            if c.network != set.id || c.epoch != n {
+                return Ok(Some(format!(
+                    "certificate of epoch {n}: names another network or epoch"
+                )));
+            }
+            if let Err(e) = c.verify(&set.monitors) {
+                return Ok(Some(format!(
+                    "certificate of epoch {n}: its proof fails: {e}"
+                )));
+            }
+            let rows: Vec<Row> = match serde_json::from_str(stored.rows.as_deref().unwrap_or("")) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Ok(Some(format!(
+                        "certificate of epoch {n}: rows do not parse: {e}"
+                    )))
+                }
+            };
+            let t = Table::new(c.epoch, c.start, c.end, rows);
+            if t.root() != c.root || t.rows.len() as u64 != c.rows {
+                return Ok(Some(format!(
+                    "certificate of epoch {n}: the stored rows do not make its root"
+                )));
+            }
+        }
+    }
 }
 
 /// The replica's network versions, checked from the configured genesis, with the

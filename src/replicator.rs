@@ -641,14 +641,17 @@ impl Replicator {
         // the next one it got.
         let last = slice.last().expect("a slice is never empty");
         // Targets not monitored yet start with this slice's first batch: at its sync
-        // time, or at their first event in it if that is older (events may be).
+        // time, or at their first event in that batch if that is older (events may
+        // be). Only that batch: how many batches a slice holds depends on how the
+        // replica read the stream, and every replica must find the same start.
+        let first_batch = slice[0].index;
         let monitoring_starts: Vec<(String, i64)> = self
             .unmonitored
             .iter()
             .map(|a| {
                 let first = accepted
                     .iter()
-                    .find(|x| x.event.address == *a)
+                    .find(|x| x.event.address == *a && x.zellular_index == first_batch)
                     .map_or(i64::MAX, |x| x.event.timestamp);
                 (a.clone(), slice[0].sync_time.min(first))
             })

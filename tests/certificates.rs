@@ -429,9 +429,53 @@ async fn a_certified_day_is_identical_everywhere_and_checks_offline() {
         csv.lines().nth(1).unwrap().starts_with(&operator(0)),
         "{csv}"
     );
-    // A replica restarted from its file serves the same certificate.
+    // Audited offline, a stored certificate checks out; its rows edited behind the
+    // node's back do not.
     let mut c = c;
     c.stop_node(2).await;
+    c.stop_node(3).await;
+    let audit = |i: usize| {
+        let cfg = c.config(i);
+        let toml = format!(
+            "node_id = {:?}\ndatabase = {:?}\nbls_key_file = {:?}\ngenesis_file = {:?}\n\
+             [zellular]\noperators_file = {:?}\n",
+            cfg.node_id,
+            cfg.database,
+            cfg.bls_key_file,
+            c.genesis_file(),
+            cfg.zellular.operators_file.unwrap()
+        );
+        let path = c.dir.path().join(format!("audit{i}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        let out = livenessd()
+            .args(["audit", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = audit(2);
+    assert_eq!(code, 0, "{out}");
+    let db = c.config(3).database;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE certificates SET rows = replace(rows, '\"outages\":1', '\"outages\":0')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (code, out) = audit(3);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("certificate of epoch {n}")), "{out}");
+    // A replica restarted from its file serves the same certificate.
     c.restart_node(2).await;
     eventually(20, "node 2 is back", || async {
         c.get(2, &format!("/v1/certificates/epochs/{n}")).await.1 == answers[0]
