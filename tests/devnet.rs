@@ -184,6 +184,37 @@ fn devnet_control_and_clean_ctrl_c() {
     assert!(!post(&format!("{control}/targets/0xNope/stop"))
         .status
         .success());
+    // One command adds a monitoring node through a network change, one removes it.
+    let added = post(&format!("{control}/nodes"));
+    assert!(
+        added.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&added.stdout),
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let until_version = |v: u64, nodes: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let net = get(&format!("{node}/v1/network"));
+            if net.as_ref().is_some_and(|n| n["version"] == v) {
+                assert_eq!(
+                    net.unwrap()["monitoring_nodes"].as_array().unwrap().len(),
+                    nodes
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "Node3 never reached version {v}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until_version(2, 4);
+    let removed = post(&format!("{control}/nodes/Node4/remove"));
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stdout)
+    );
+    until_version(3, 3);
 
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
