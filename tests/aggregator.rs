@@ -5,27 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{fast, Cluster, FAST_FAILURES_TO_DOWN, FAST_PROBE_MS};
 use common::*;
-use livenessd::config::NodeConfig;
 use livenessd::crypto::bls::{PublicKey, Signature};
 use serde_json::{json, Value};
 
-const INTERVAL_MS: u64 = 200;
-const FAILURES_TO_DOWN: u32 = 3;
-
-fn fast(cfg: &mut NodeConfig) {
-    cfg.probe.interval_ms = INTERVAL_MS;
-    cfg.probe.failures_to_down = FAILURES_TO_DOWN;
-    cfg.probe.successes_to_up = 2;
-    cfg.aggregation.retry_initial_ms = 200;
-    cfg.aggregation.retry_max_ms = 1_000;
-    cfg.aggregation.start_jitter_ms = 100;
-    cfg.aggregation.reconcile_interval_ms = 200;
-    cfg.aggregation.confirm_timeout_ms = 5_000;
-    cfg.aggregation.rank_step_ms = 300;
-    cfg.aggregation.roles_refresh_ms = 1_000;
-}
+const INTERVAL_MS: u64 = FAST_PROBE_MS;
+const FAILURES_TO_DOWN: u32 = FAST_FAILURES_TO_DOWN;
 
 async fn state_everywhere(c: &Cluster, target: usize, want: &str) {
     for i in 0..c.nodes.len() {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::cluster::{Cluster, T0};
+use common::cluster::{fast, Cluster, T0};
 use common::*;
 use livenessd::config::{NodeConfig, Target};
 use livenessd::network::{approvals_dir, approve, Op, Proposal};
@@ -589,19 +589,6 @@ async fn bad_changes_are_refused_alike_on_every_replica_and_a_good_one_applies_o
 
 fn state_q(c: &Cluster) -> String {
     format!("/state?address=0xAdded&timestamp={}", c.clock.now())
-}
-
-fn fast(cfg: &mut NodeConfig) {
-    cfg.probe.interval_ms = 200;
-    cfg.probe.failures_to_down = 3;
-    cfg.probe.successes_to_up = 2;
-    cfg.aggregation.retry_initial_ms = 200;
-    cfg.aggregation.retry_max_ms = 1_000;
-    cfg.aggregation.start_jitter_ms = 100;
-    cfg.aggregation.reconcile_interval_ms = 200;
-    cfg.aggregation.confirm_timeout_ms = 5_000;
-    cfg.aggregation.rank_step_ms = 300;
-    cfg.aggregation.roles_refresh_ms = 1_000;
 }
 
 /// A target added while the network runs is probed by every node from the

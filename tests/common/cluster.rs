@@ -42,6 +42,25 @@ pub const T0: i64 = 1_800_000_000;
 
 pub type Tweak = Box<dyn Fn(usize, &mut NodeConfig) + Send + Sync>;
 
+/// Probe interval of [`fast`] clusters, ms.
+pub const FAST_PROBE_MS: u64 = 200;
+/// Failed probes before down in [`fast`] clusters.
+pub const FAST_FAILURES_TO_DOWN: u32 = 3;
+
+/// Quick probes and aggregator timing for real-time aggregator tests.
+pub fn fast(cfg: &mut NodeConfig) {
+    cfg.probe.interval_ms = FAST_PROBE_MS;
+    cfg.probe.failures_to_down = FAST_FAILURES_TO_DOWN;
+    cfg.probe.successes_to_up = 2;
+    cfg.aggregation.retry_initial_ms = 200;
+    cfg.aggregation.retry_max_ms = 1_000;
+    cfg.aggregation.start_jitter_ms = 100;
+    cfg.aggregation.reconcile_interval_ms = 200;
+    cfg.aggregation.confirm_timeout_ms = 5_000;
+    cfg.aggregation.rank_step_ms = 300;
+    cfg.aggregation.roles_refresh_ms = 1_000;
+}
+
 pub fn node_url(a: SocketAddr) -> String {
     format!("http://{a}")
 }
