@@ -181,8 +181,8 @@ fn verify_certificate(v: &Value, c: &Value, sets: &SetOf<'_>) -> Result<Verdict,
             serde_json::from_value(proof.clone()).map_err(|e| format!("malformed proof: {e}"))?;
         return Ok(match verify_row(&c.root, c.rows, &row, &proof) {
             Ok(()) => Verdict::Valid(format!(
-                "valid: in epoch {} [{}, {}) {} was monitored {} s, down {} s in {} outages, uptime {}.{:04} %{}; \
-                 row {} of {} under root {}, {signed}",
+                "valid: in epoch {} [{}, {}) {} was monitored {} s, down {} s ({} {}), uptime {}.{:04} %{}; \
+                 leaf {} of {} under root {}, {signed}",
                 c.epoch,
                 c.start,
                 c.end,
@@ -190,6 +190,7 @@ fn verify_certificate(v: &Value, c: &Value, sets: &SetOf<'_>) -> Result<Verdict,
                 row.monitored_seconds,
                 row.downtime_seconds,
                 row.outages,
+                if row.outages == 1 { "outage" } else { "outages" },
                 row.uptime_ppm / 10_000,
                 row.uptime_ppm % 10_000,
                 if row.breached { " (below the network's minimum)" } else { "" },
