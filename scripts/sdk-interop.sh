@@ -21,8 +21,15 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 py="$(cd "$venv" && pwd)/bin/python"
 
-cargo build --quiet --bin livenessd
-bin="${CARGO_TARGET_DIR:-target}/debug/livenessd"
+# The binary: SDK_INTEROP_BIN (scripts/test.sh passes the one `cargo test` just
+# built, which a plain `cargo build` would rebuild with other dependency features),
+# or a debug build.
+if [ -n "${SDK_INTEROP_BIN:-}" ]; then
+  bin="$SDK_INTEROP_BIN"
+else
+  cargo build --quiet --bin livenessd
+  bin="${CARGO_TARGET_DIR:-target}/debug/livenessd"
+fi
 
 work="$(mktemp -d)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -28,7 +28,10 @@ cargo test
 
 tool="${ZELLULAR_SDK_TOOL:-../shared/tools/zellular-sdk}"
 if [ -d "$tool" ]; then
-  scripts/sdk-interop.sh 40
+  # The binary the integration tests ran, just built by `cargo test`.
+  target_dir="${CARGO_TARGET_DIR:-target}"
+  case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+  SDK_INTEROP_BIN="$target_dir/debug/livenessd" scripts/sdk-interop.sh 40
 else
   echo "sdk-interop: skipped: no Zellular SDK harness at $tool (set ZELLULAR_SDK_TOOL to run the official SDK against the dev sequencer)"
 fi

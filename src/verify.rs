@@ -155,6 +155,12 @@ fn verify_certificate(v: &Value, c: &Value, sets: &SetOf<'_>) -> Result<Verdict,
         .get("rows")
         .or_else(|| v.get("items"))
         .filter(|r| r.is_array());
+    if let Some(next) = v.get("next").and_then(Value::as_str) {
+        return Err(format!(
+            "this holds one page of the epoch's rows (more follow: &cursor={next}); ask with \
+             limit=1000 and every next page, and put all the rows under \"rows\""
+        ));
+    }
     if let Some(rows) = rows {
         let rows: Vec<Row> =
             serde_json::from_value(rows.clone()).map_err(|e| format!("malformed rows: {e}"))?;

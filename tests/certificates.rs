@@ -303,6 +303,16 @@ async fn a_certified_day_is_identical_everywhere_and_checks_offline() {
     let (code, out) = verify(&whole, &["--nodes".as_ref(), nodes.as_os_str()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("3 rows (1 breached)"), "{out}");
+    // One page of rows is not the table: said so, not called invalid.
+    let page = c
+        .get(0, &format!("/v1/certificates/epochs/{n}?limit=1"))
+        .await
+        .1;
+    assert!(page["next"].is_string(), "{page}");
+    let page = write(&c, "page.json", &page);
+    let (code, out) = verify(&page, &["--nodes".as_ref(), nodes.as_os_str()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("one page"), "{out}");
     let history = write(&c, "history.json", &c.get(3, "/v1/network/history").await.1);
     let (code, out) = verify(&whole, &["--network".as_ref(), history.as_os_str()]);
     assert_eq!(code, 0, "{out}");
