@@ -445,6 +445,12 @@ mod tests {
         }
     }
 
+    /// Pays in proportion to uptime.
+    const LINEAR: Curve = Curve {
+        floor_ppm: 0,
+        exponent: 1,
+    };
+
     const A: &str = "0x000000000000000000000000000000000000000A";
     const B: &str = "0x000000000000000000000000000000000000000b";
     const C: &str = "0x000000000000000000000000000000000000000c";
@@ -465,10 +471,7 @@ mod tests {
         ];
         for total in [1u128, 7, 1_000_000_000_000_000_000, u128::MAX / 4] {
             for curve in [
-                Curve {
-                    floor_ppm: 0,
-                    exponent: 1,
-                },
+                LINEAR,
                 Curve {
                     floor_ppm: 900_000,
                     exponent: 2,
@@ -495,18 +498,7 @@ mod tests {
             }
         }
         // Linear: shares follow uptime. A: 95 %, B: 99.94 %, C: 75 %.
-        let (s, _) = rewards(
-            "n",
-            &epochs,
-            &spec(
-                1_000_000,
-                Curve {
-                    floor_ppm: 0,
-                    exponent: 1,
-                },
-            ),
-        )
-        .unwrap();
+        let (s, _) = rewards("n", &epochs, &spec(1_000_000, LINEAR)).unwrap();
         let amounts: Vec<u128> = s
             .operator_rewards
             .iter()
@@ -537,40 +529,13 @@ mod tests {
     fn periods_must_be_whole_past_days_without_gaps() {
         let mut short = certified(10, &[(A, 600, 0)]);
         short.certificate.end = short.certificate.start + 600;
-        assert!(rewards(
-            "n",
-            &[short],
-            &spec(
-                10,
-                Curve {
-                    floor_ppm: 0,
-                    exponent: 1
-                }
-            )
-        )
-        .unwrap_err()
-        .to_string()
-        .contains("whole UTC days"));
+        assert!(rewards("n", &[short], &spec(10, LINEAR))
+            .unwrap_err()
+            .to_string()
+            .contains("whole UTC days"));
         let gap = [certified(10, &[(A, DAY, 0)]), certified(12, &[(A, DAY, 0)])];
-        assert!(rewards(
-            "n",
-            &gap,
-            &spec(
-                10,
-                Curve {
-                    floor_ppm: 0,
-                    exponent: 1
-                }
-            )
-        )
-        .is_err());
-        let mut s = spec(
-            10,
-            Curve {
-                floor_ppm: 0,
-                exponent: 1,
-            },
-        );
+        assert!(rewards("n", &gap, &spec(10, LINEAR)).is_err());
+        let mut s = spec(10, LINEAR);
         s.now = 10 * DAY + 10;
         assert!(rewards("n", &[certified(10, &[(A, DAY, 0)])], &s)
             .unwrap_err()
@@ -578,18 +543,7 @@ mod tests {
             .contains("retroactive"));
         // Nobody above the floor: nothing to pay, said so.
         let e = [certified(10, &[(A, DAY, DAY)])];
-        assert!(rewards(
-            "n",
-            &e,
-            &spec(
-                10,
-                Curve {
-                    floor_ppm: 0,
-                    exponent: 1
-                }
-            )
-        )
-        .is_err());
+        assert!(rewards("n", &e, &spec(10, LINEAR)).is_err());
     }
 
     #[test]

@@ -41,14 +41,9 @@ fn write(c: &Cluster, name: &str, v: &Value) -> PathBuf {
     p
 }
 
-/// `livenessd verify FILE ARGS…`: exit code and output.
-fn verify(file: &std::path::Path, args: &[&std::ffi::OsStr]) -> (i32, String) {
-    let out = livenessd()
-        .arg("verify")
-        .arg(file)
-        .args(args)
-        .output()
-        .unwrap();
+/// Runs `cmd`: its exit code and everything it printed.
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap(),
         format!(
@@ -57,6 +52,11 @@ fn verify(file: &std::path::Path, args: &[&std::ffi::OsStr]) -> (i32, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// `livenessd verify FILE ARGS…`: exit code and output.
+fn verify(file: &std::path::Path, args: &[&std::ffi::OsStr]) -> (i32, String) {
+    run(livenessd().arg("verify").arg(file).args(args))
 }
 
 /// The documented message, written out here from its specification.
@@ -457,19 +457,7 @@ async fn a_certified_day_is_identical_everywhere_and_checks_offline() {
         );
         let path = c.dir.path().join(format!("audit{i}.toml"));
         std::fs::write(&path, toml).unwrap();
-        let out = livenessd()
-            .args(["audit", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        run(livenessd().args(["audit", "--config"]).arg(&path))
     };
     let (code, out) = audit(2);
     assert_eq!(code, 0, "{out}");
