@@ -482,6 +482,7 @@ async fn queries(n: usize, addresses: usize) {
             approvals: dir.path().join("approvals"),
         },
         stats: Default::default(),
+        pursuits: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

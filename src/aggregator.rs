@@ -9,7 +9,12 @@
 //! the node id — each waiting `rank × rank_step` and standing down when the replica
 //! already shows the change, so a change costs O(N) `/state` calls and usually one
 //! posted event. Ranks are over the nodes known to aggregate (asked at `/health`);
-//! an unreachable one is left out, so a dead first-ranked node costs nothing.
+//! an unreachable one is left out, so a dead first-ranked node costs nothing. At its
+//! turn a node first asks the nearest-ranked aggregators what they are doing about
+//! the target ([`crate::pursuit`]): it adopts a proof one of them holds (checked),
+//! waits while one is gathering (a bounded number of steps), and gathers only
+//! otherwise — so a change applied more slowly than a rank step still costs one
+//! proof, not one per step.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,6 +31,7 @@ use crate::events::{state_message, Event, NodeState};
 use crate::metrics;
 use crate::node::context::NodeContext;
 use crate::peers::{Answer, Collection};
+use crate::pursuit::{decide, Decision, PursuitView, Pursuits, Wanted};
 use crate::signer::StateAttestation;
 use crate::zellular::Client;
 
@@ -101,6 +107,16 @@ pub fn rank_of(
             (k, id.as_str()) < (mine, me)
         })
         .count()
+}
+
+/// `candidates` in rank order for a change (first = rank 0).
+pub fn ranked(candidates: &[String], address: &str, state: NodeState, since: i64) -> Vec<String> {
+    let mut keyed: Vec<(u128, &String)> = candidates
+        .iter()
+        .map(|id| (rank_key(address, state, since, id), id))
+        .collect();
+    keyed.sort();
+    keyed.into_iter().map(|(_, id)| id.clone()).collect()
 }
 
 /// The aggregator task.
@@ -437,6 +453,8 @@ impl Aggregator {
 
     /// Drives one target to `desired` in the replicated log.
     async fn pursue(&self, address: &str, desired: NodeState, stop: &CancellationToken) {
+        // Whatever happens, this node says it does nothing about the target after.
+        let _told = Told(&self.ctx.pursuits, address);
         // Take turns: wait for the nodes ranked before this one.
         let since = match self.ctx.store.state_of(address).await {
             Ok(t) => t.since,
@@ -445,13 +463,11 @@ impl Aggregator {
                 return;
             }
         };
-        let rank = rank_of(
-            &self.ctx.node_id,
-            &self.candidates(),
-            address,
-            desired,
-            since,
-        );
+        let order = ranked(&self.candidates(), address, desired, since);
+        let rank = order
+            .iter()
+            .position(|id| **id == *self.ctx.node_id)
+            .unwrap_or(order.len());
         let jitter = self
             .pace
             .start_jitter
@@ -459,9 +475,67 @@ impl Aggregator {
         if sleep_or_stop(stop, self.pace.rank_step * rank as u32 + jitter).await {
             return;
         }
-        let mut backoff = self.pace.retry_initial;
-        let mut held: Option<Event> = None;
         let max_age = self.ctx.settings.max_event_age - self.ctx.settings.max_clock_drift;
+        // At the turn: a nearby-ranked node may already hold a proof, or be gathering.
+        let mut held: Option<Event> = None;
+        let mut deferrals = 0;
+        loop {
+            match self.ctx.store.state_of(address).await {
+                Ok(s) if s.state == desired => {
+                    if rank > 0 {
+                        metrics::aggregator_stood_down();
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "aggregator cannot read the replica"),
+                _ => {}
+            }
+            if self.ctx.prober.view().get(address).map(|d| d.state) != Some(desired) {
+                return;
+            }
+            let ask = crate::pursuit::to_ask(&order, rank);
+            if ask.is_empty() {
+                break;
+            }
+            let answers = self.consult(&ask, address).await;
+            let monitors = self.ctx.monitors();
+            let wanted = Wanted {
+                address,
+                state: desired,
+                since,
+                now: self.ctx.clock.now(),
+                max_age,
+                gather_bound: self.pace.confirm_timeout,
+                deferrals,
+            };
+            match decide(&wanted, &answers, |e| {
+                monitors
+                    .verify_quorum(&e.message(), &e.aggregated_signature, &e.non_signing_nodes)
+                    .is_ok()
+            }) {
+                Decision::Adopt(event) => {
+                    metrics::aggregator_proof_adopted();
+                    tracing::debug!(%address, state = %desired, timestamp = event.timestamp,
+                        "a nearby-ranked aggregator holds a proof; waiting for it to apply");
+                    self.ctx.pursuits.held(&event);
+                    if self.await_replication(address, desired, stop).await {
+                        metrics::aggregator_stood_down();
+                        return;
+                    }
+                    held = Some(event);
+                    break;
+                }
+                Decision::Defer => {
+                    deferrals += 1;
+                    metrics::aggregator_deferred();
+                    if sleep_or_stop(stop, self.pace.rank_step).await {
+                        return;
+                    }
+                }
+                Decision::Gather => break,
+            }
+        }
+        let mut backoff = self.pace.retry_initial;
         loop {
             match self.ctx.store.state_of(address).await {
                 Ok(s) if s.state == desired => {
@@ -482,6 +556,7 @@ impl Aggregator {
                 // Too old for the replicas to accept: only now a fresh proof.
                 tracing::info!(%address, state = %desired, "held proof expired; gathering a fresh one");
                 held = None;
+                self.ctx.pursuits.clear(address);
             }
             if held.is_none() {
                 if self.ctx.prober.view().get(address).map(|d| d.state) != Some(desired) {
@@ -491,10 +566,15 @@ impl Aggregator {
                     tracing::debug!(%address, reason = %why, "replica stale: pursuit waits");
                 } else {
                     metrics::aggregator_attempt();
+                    self.ctx.pursuits.gathering(address, desired);
                     match self.attempt(address, desired).await {
-                        Ok(event) => held = Some(event),
+                        Ok(event) => {
+                            self.ctx.pursuits.held(&event);
+                            held = Some(event);
+                        }
                         Err(AttemptError::ChangedMind(..)) => return,
                         Err(e) => {
+                            self.ctx.pursuits.clear(address);
                             metrics::aggregator_no_quorum();
                             tracing::warn!(%address, state = %desired, error = %e,
                                 "suspected change not confirmed by a quorum; nothing posted");
@@ -524,6 +604,39 @@ impl Aggregator {
             }
             backoff = (backoff * 2).min(self.pace.retry_max);
         }
+    }
+
+    /// Asks the aggregators `ids` what they are doing about `address`, all at once,
+    /// each for at most one rank step (between 200 ms and 2 s); `None` for a node
+    /// doing nothing, or not answering in time.
+    async fn consult(&self, ids: &[String], address: &str) -> Vec<Option<PursuitView>> {
+        let wait = self
+            .pace
+            .rank_step
+            .clamp(Duration::from_millis(200), Duration::from_secs(2));
+        let monitors = self.ctx.monitors();
+        let mut asks = JoinSet::new();
+        for m in ids.iter().filter_map(|id| monitors.get(id)) {
+            let peers = self.ctx.peers.clone();
+            let url = m.url.clone();
+            let q = [("address", address.to_owned())];
+            asks.spawn(async move {
+                let a = tokio::time::timeout(
+                    wait,
+                    peers.get::<Option<PursuitView>>(&url, "/v1/pursuits", &q),
+                )
+                .await;
+                match a {
+                    Ok(Answer::Ok(v)) => v,
+                    _ => None,
+                }
+            });
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        while let Some(r) = asks.join_next().await {
+            out.push(r.unwrap_or(None));
+        }
+        out
     }
 
     /// Waits for the posted change to be applied; false on timeout.
@@ -603,6 +716,15 @@ impl Aggregator {
             aggregated_signature: g.aggregate().expect("own signature").to_hex(),
             non_signing_nodes: g.non_signers(&monitors),
         })
+    }
+}
+
+/// Clears this node's word on a target when its pursuit ends, however it ends.
+struct Told<'a>(&'a Pursuits, &'a str);
+
+impl Drop for Told<'_> {
+    fn drop(&mut self) {
+        self.0.clear(self.1);
     }
 }
 

@@ -60,6 +60,7 @@ pub mod peers;
 pub mod prober;
 pub mod process_metrics;
 pub mod propose;
+pub mod pursuit;
 pub mod replicator;
 pub mod signer;
 pub mod stats;

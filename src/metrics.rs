@@ -125,6 +125,8 @@ struct Metrics {
     aggregator_resubmissions: Counter,
     aggregator_submit_failures: Counter,
     aggregator_stood_down: Counter,
+    aggregator_deferrals: Counter,
+    aggregator_proofs_adopted: Counter,
     heartbeats: Counter,
     // peers, attestations, signed answers
     attestations: Counter,
@@ -196,6 +198,8 @@ impl Metrics {
             aggregator_resubmissions: Default::default(),
             aggregator_submit_failures: Default::default(),
             aggregator_stood_down: Default::default(),
+            aggregator_deferrals: Default::default(),
+            aggregator_proofs_adopted: Default::default(),
             heartbeats: Default::default(),
             attestations: Default::default(),
             attestations_refused: Default::default(),
@@ -383,6 +387,16 @@ impl Metrics {
             "aggregator_stood_down",
             "Changes left to a better-ranked aggregator that posted first",
             m.aggregator_stood_down.clone(),
+        );
+        r.register(
+            "aggregator_deferrals",
+            "Rank steps waited at a turn because a nearby-ranked aggregator was gathering",
+            m.aggregator_deferrals.clone(),
+        );
+        r.register(
+            "aggregator_proofs_adopted",
+            "Changes whose proof was taken, checked, from a nearby-ranked aggregator instead of gathered",
+            m.aggregator_proofs_adopted.clone(),
         );
         r.register(
             "heartbeats_posted",
@@ -719,6 +733,14 @@ pub fn aggregator_stood_down() {
     m().aggregator_stood_down.inc();
 }
 
+pub fn aggregator_deferred() {
+    m().aggregator_deferrals.inc();
+}
+
+pub fn aggregator_proof_adopted() {
+    m().aggregator_proofs_adopted.inc();
+}
+
 pub fn heartbeat_posted() {
     m().heartbeats.inc();
 }
@@ -847,6 +869,8 @@ mod tests {
         aggregator_resubmission();
         aggregator_submit_failed();
         aggregator_stood_down();
+        aggregator_deferred();
+        aggregator_proof_adopted();
         heartbeat_posted();
         attestation();
         attestation_refused("x");

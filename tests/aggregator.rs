@@ -221,3 +221,94 @@ async fn a_target_unreachable_from_one_node_is_never_marked_down() {
         assert_eq!(c.position(i).await["events_count"], 0);
     }
 }
+
+/// Every event for `address` in the sequencer's finalized log (posted proofs,
+/// duplicates included), as `(state, timestamp)`.
+async fn posted(c: &Cluster, address: &str) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    while let Some(page) = c.client.fetch_finalized(after).await.unwrap() {
+        if page.batches.is_empty() {
+            break;
+        }
+        after += page.batches.len() as u64;
+        for b in &page.batches {
+            let Ok(Value::Array(items)) = serde_json::from_str::<Value>(b) else {
+                continue;
+            };
+            for e in items.iter().filter(|e| e["address"] == address) {
+                out.push((
+                    e["state"].as_str().unwrap().to_owned(),
+                    e["timestamp"].as_i64().unwrap(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_slower_to_apply_than_a_rank_step_costs_one_proof() {
+    // All four aggregate; the sequencer finalizes every 3 s, so a posted proof takes
+    // up to 3 s to apply — ten rank steps. At their turns the others find it held
+    // by a nearby-ranked node, check it and wait instead of gathering their own.
+    let c = Cluster::start_slow(
+        4,
+        1,
+        Box::new(|_, cfg| {
+            fast(cfg);
+            cfg.aggregator = true;
+            cfg.aggregation.start_jitter_ms = 0;
+            cfg.aggregation.rank_step_ms = 300;
+            cfg.aggregation.confirm_timeout_ms = 30_000;
+            cfg.settlement.max_event_age_secs = 30;
+        }),
+        Duration::from_secs(3),
+    )
+    .await;
+    c.settle().await;
+    // Every node has learned who aggregates.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let a = Cluster::address(0);
+    let (status, none) = c.get(0, &format!("/v1/pursuits?address={a}")).await;
+    assert_eq!((status, none), (200, Value::Null));
+    assert_eq!(c.get(0, "/v1/pursuits?address=0xUnknown").await.0, 404);
+    let adopted = || {
+        livenessd::metrics::sample("livenessd_aggregator_proofs_adopted_total", &[]).unwrap_or(0.0)
+    };
+    let before = adopted();
+    for (health, want) in [(500, "down"), (200, "up")] {
+        c.targets[0].set(health);
+        // While the proof waits for finality, a node says it holds it.
+        let view = eventually_some(20, "a node says it holds the proof", || async {
+            for i in 0..4 {
+                let (_, v) = c.get(i, &format!("/v1/pursuits?address={a}")).await;
+                // (The last change's pursuers may still be finishing.)
+                if v["phase"] == "held" && v["state"] == want {
+                    return Some(v);
+                }
+            }
+            None
+        })
+        .await;
+        assert_eq!(view["event"]["address"], a.as_str(), "{view}");
+        state_everywhere(&c, 0, want).await;
+    }
+    // Any late duplicate would land within a finalization or two.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    c.settle().await;
+    let log = posted(&c, &a).await;
+    let states: Vec<&str> = log.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(states, vec!["down", "up"], "one proof per change: {log:?}");
+    assert!(adopted() > before, "the others took the held proof");
+    for i in 0..4 {
+        let ev = events_of(&c, i, &a).await;
+        let applied: Vec<&str> = ev.iter().map(|e| e["state"].as_str().unwrap()).collect();
+        assert_eq!(applied, vec!["down", "up"], "replica {i}: {ev:?}");
+        assert_eq!(
+            c.get(i, &format!("/v1/pursuits?address={a}")).await.1,
+            Value::Null,
+            "node {i} says nothing once applied"
+        );
+    }
+}

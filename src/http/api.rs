@@ -120,6 +120,7 @@ pub(super) fn routes(ctx: NodeContext) -> Router {
         .route("/v1/epochs/{epoch}", get(epoch_summary))
         .route("/v1/position", get(position))
         .route("/v1/events", get(events))
+        .route("/v1/pursuits", get(pursuit))
         .route("/v1/network", get(network))
         .route("/v1/network/history", get(network_history))
         .route("/v1/network/sign", axum::routing::post(network_sign))
@@ -190,6 +191,19 @@ async fn ready(State(ctx): State<NodeContext>) -> Result<Json<Value>, Error> {
         }))),
         Err(why) => Err(Error::Unavailable(format!("not ready: {why}"))),
     }
+}
+
+/// What this node's aggregator is doing about a target (`null`: nothing): asked by
+/// the other aggregators at their turn (see [`crate::pursuit`]).
+async fn pursuit(
+    State(ctx): State<NodeContext>,
+    Query(q): Params,
+) -> Result<Json<Option<crate::pursuit::PursuitView>>, Error> {
+    let address = param(&q, "address")?;
+    if !ctx.prober.knows(address) {
+        return Err(Error::NotFound("Address not found".into()));
+    }
+    Ok(Json(ctx.pursuits.view(address)))
 }
 
 async fn state_attestation(

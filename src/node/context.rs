@@ -49,6 +49,8 @@ pub struct NodeContext {
     pub settings: Settings,
     /// Per-target figures for people and dashboards (refreshed in the background).
     pub stats: crate::stats::Stats,
+    /// What this node's aggregator is doing about each target (told to peers).
+    pub pursuits: crate::pursuit::Pursuits,
 }
 
 impl NodeContext {

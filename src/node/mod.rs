@@ -248,6 +248,7 @@ impl Node {
                 approvals: crate::network::approvals_dir(&cfg.database),
             },
             stats: Default::default(),
+            pursuits: Default::default(),
         };
         ctx.stats
             .refresh(&ctx.answers, &ctx.store, ctx.clock.now())

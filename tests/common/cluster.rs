@@ -35,6 +35,8 @@ pub struct Cluster {
     listeners: std::sync::Mutex<Vec<Option<tokio::net::TcpListener>>>,
     /// The time of day of the sequencer and every node.
     pub clock: Clock,
+    /// How often the sequencer finalizes.
+    finalize: Duration,
 }
 
 /// Where a manual clock starts: any fixed, plausible time.
@@ -86,9 +88,31 @@ impl Cluster {
         tweak: Tweak,
         clock: Clock,
     ) -> Cluster {
+        let finalize = devseq_config(Path::new("")).finalize_interval;
+        Self::start_full(n_nodes, n_targets, tweak, clock, finalize).await
+    }
+
+    /// With the system clock and a sequencer that finalizes only every `finalize`.
+    pub async fn start_slow(
+        n_nodes: u8,
+        n_targets: usize,
+        tweak: Tweak,
+        finalize: Duration,
+    ) -> Cluster {
+        Self::start_full(n_nodes, n_targets, tweak, Clock::system(), finalize).await
+    }
+
+    pub async fn start_full(
+        n_nodes: u8,
+        n_targets: usize,
+        tweak: Tweak,
+        clock: Clock,
+        finalize: Duration,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut sc = devseq_config(&dir.path().join("seq"));
         sc.clock = clock.clone();
+        sc.finalize_interval = finalize;
         let (seq, seq_srv) = start_devseq(sc, any_port()).await;
         let ids: Vec<Identity> = (1..=n_nodes).map(Identity::new).collect();
         // Bind every node's listener now and keep it until the node starts: a port
@@ -114,6 +138,7 @@ impl Cluster {
             tweak,
             listeners: std::sync::Mutex::new(listeners.into_iter().map(Some).collect()),
             clock,
+            finalize,
         };
         for i in 0..n_nodes as usize {
             let r = c.run_node(i).await;
@@ -298,6 +323,7 @@ impl Cluster {
     pub async fn start_sequencer(&mut self) {
         let mut sc = devseq_config(&self.dir.path().join("seq"));
         sc.clock = self.clock.clone();
+        sc.finalize_interval = self.finalize;
         let (seq, srv) = start_devseq(sc, self.seq_srv.addr).await;
         self.seq = Some(seq);
         self.seq_srv = srv;

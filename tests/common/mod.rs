@@ -225,6 +225,25 @@ where
     }
 }
 
+/// Like [`eventually`], for a value: polls `f` until it gives one.
+pub async fn eventually_some<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An address nothing answers on (connections are refused), reserved for the rest
 /// of the test process so no other test can be given it.
 pub fn dead_addr() -> SocketAddr {
