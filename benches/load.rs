@@ -147,7 +147,11 @@ async fn devnet(
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .env("RUST_LOG", "warn")
+        // BENCH_LOG sets the nodes' RUST_LOG (say, to see the aggregators' turns).
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -256,6 +260,11 @@ async fn scale() {
     for n in sizes {
         let dir = tempfile::tempdir().unwrap();
         let net = devnet(dir.path(), n, 16, &[], "all").await;
+        if std::env::var_os("SCALE_KEEP").is_some() {
+            // Its logs stay for a look afterwards.
+            eprintln!("scale: {n} nodes in {}", dir.path().display());
+            std::mem::forget(dir);
+        }
         let h = http();
         // Every node has learned who aggregates (role discovery every 5 s).
         tokio::time::sleep(Duration::from_secs(8)).await;

@@ -31,7 +31,7 @@ use crate::events::{state_message, Event, NodeState};
 use crate::metrics;
 use crate::node::context::NodeContext;
 use crate::peers::{Answer, Collection};
-use crate::pursuit::{decide, Decision, PursuitView, Pursuits, Wanted};
+use crate::pursuit::{decide, defer_epoch, Decision, Phase, PursuitView, Pursuits, Wanted};
 use crate::signer::StateAttestation;
 use crate::zellular::Client;
 
@@ -354,13 +354,16 @@ impl Aggregator {
 
     /// One turn at certifying epoch `n`; true when stopped.
     async fn certify_epoch(&self, n: i64, stop: &CancellationToken) -> bool {
-        let rank = rank_of(
-            &self.ctx.node_id,
+        let order = ranked(
             &self.candidates(),
             "livenessd-epoch-certificate",
             NodeState::Up,
             n,
         );
+        let rank = order
+            .iter()
+            .position(|id| **id == *self.ctx.node_id)
+            .unwrap_or(order.len());
         let jitter = self
             .pace
             .start_jitter
@@ -368,9 +371,35 @@ impl Aggregator {
         if sleep_or_stop(stop, self.pace.rank_step * rank as u32 + jitter).await {
             return true;
         }
-        if matches!(self.ctx.store.has_certificate(n).await, Ok(true)) {
-            return false;
+        // A nearby-ranked node certifying this epoch is waited for: a certificate
+        // needs no haste, and each one posted costs every replica a table.
+        let ask = crate::pursuit::to_ask(&order, rank);
+        let step = self
+            .pace
+            .rank_step
+            .max(self.pace.confirm_timeout / crate::pursuit::MAX_DEFERRALS);
+        let mut deferrals = 0;
+        loop {
+            if matches!(self.ctx.store.has_certificate(n).await, Ok(true)) {
+                return false;
+            }
+            if ask.is_empty() {
+                break;
+            }
+            let answers = self.consult(&ask, ("epoch", n.to_string())).await;
+            if !defer_epoch(n, &answers, self.pace.confirm_timeout, deferrals) {
+                break;
+            }
+            deferrals += 1;
+            metrics::aggregator_deferred();
+            match self.await_certificate(n, step, stop).await {
+                Waited::Applied => return false,
+                Waited::Stopped => return true,
+                Waited::TimedOut => {}
+            }
         }
+        let _told = ToldEpoch(&self.ctx.pursuits, n);
+        self.ctx.pursuits.certifying(n, Phase::Gathering);
         let Ok(fresh) = self.ctx.status.check() else {
             return false;
         };
@@ -437,18 +466,33 @@ impl Aggregator {
             return false;
         }
         metrics::certificate_posted();
+        self.ctx.pursuits.certifying(n, Phase::Held);
         tracing::info!(epoch = n, rows = cert.rows, root = %cert.root,
             nonsigners = ?cert.non_signing_nodes, "epoch certificate posted");
-        let deadline = tokio::time::Instant::now() + self.pace.confirm_timeout;
+        matches!(
+            self.await_certificate(n, self.pace.confirm_timeout, stop)
+                .await,
+            Waited::Stopped
+        )
+    }
+
+    /// Waits up to `within` for epoch `n`'s certificate to be applied.
+    async fn await_certificate(
+        &self,
+        n: i64,
+        within: Duration,
+        stop: &CancellationToken,
+    ) -> Waited {
+        let deadline = tokio::time::Instant::now() + within;
         while tokio::time::Instant::now() < deadline {
             if matches!(self.ctx.store.has_certificate(n).await, Ok(true)) {
-                return false;
+                return Waited::Applied;
             }
             if sleep_or_stop(stop, Duration::from_millis(100)).await {
-                return true;
+                return Waited::Stopped;
             }
         }
-        false
+        Waited::TimedOut
     }
 
     /// Drives one target to `desired` in the replicated log.
@@ -475,7 +519,7 @@ impl Aggregator {
         if sleep_or_stop(stop, self.pace.rank_step * rank as u32 + jitter).await {
             return;
         }
-        let max_age = self.ctx.settings.max_event_age - self.ctx.settings.max_clock_drift;
+        let max_age = self.proof_max_age();
         // At the turn: a nearby-ranked node may already hold a proof, or be gathering.
         let mut held: Option<Event> = None;
         let mut deferrals = 0;
@@ -497,7 +541,10 @@ impl Aggregator {
             if ask.is_empty() {
                 break;
             }
-            let answers = self.consult(&ask, address).await;
+            let answers: Vec<Option<PursuitView>> =
+                self.consult(&ask, ("address", address.to_owned())).await;
+            tracing::debug!(%address, state = %desired, rank, asked = ask.len(),
+                answered = answers.iter().flatten().count(), deferrals, "turn");
             let monitors = self.ctx.monitors();
             let wanted = Wanted {
                 address,
@@ -532,7 +579,10 @@ impl Aggregator {
                         return;
                     }
                 }
-                Decision::Gather => break,
+                Decision::Gather => {
+                    tracing::debug!(%address, state = %desired, rank, "gathering a proof");
+                    break;
+                }
             }
         }
         let mut backoff = self.pace.retry_initial;
@@ -606,10 +656,13 @@ impl Aggregator {
         }
     }
 
-    /// Asks the aggregators `ids` what they are doing about `address`, all at once,
-    /// each for at most one rank step (between 200 ms and 2 s); `None` for a node
-    /// doing nothing, or not answering in time.
-    async fn consult(&self, ids: &[String], address: &str) -> Vec<Option<PursuitView>> {
+    /// Asks the aggregators `ids` what they are doing about a target or an epoch
+    /// (`query`), all at once, each for at most one rank step (between 200 ms and
+    /// 2 s); `None` for a node doing nothing, or not answering in time.
+    async fn consult<T>(&self, ids: &[String], query: (&'static str, String)) -> Vec<Option<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
         let wait = self
             .pace
             .rank_step
@@ -619,13 +672,11 @@ impl Aggregator {
         for m in ids.iter().filter_map(|id| monitors.get(id)) {
             let peers = self.ctx.peers.clone();
             let url = m.url.clone();
-            let q = [("address", address.to_owned())];
+            let q = [query.clone()];
             asks.spawn(async move {
-                let a = tokio::time::timeout(
-                    wait,
-                    peers.get::<Option<PursuitView>>(&url, "/v1/pursuits", &q),
-                )
-                .await;
+                let a =
+                    tokio::time::timeout(wait, peers.get::<Option<T>>(&url, "/v1/pursuits", &q))
+                        .await;
                 match a {
                     Ok(Answer::Ok(v)) => v,
                     _ => None,
@@ -637,6 +688,14 @@ impl Aggregator {
             out.push(r.unwrap_or(None));
         }
         out
+    }
+
+    /// How old a proof may be for this node to post it: the replicas take an event
+    /// up to `max_event_age` older than its sync point, less a margin for the time it
+    /// takes to be finalized (the clock drift allowance, at most half the age).
+    fn proof_max_age(&self) -> i64 {
+        let s = &self.ctx.settings;
+        s.max_event_age - s.max_clock_drift.min(s.max_event_age / 2)
     }
 
     /// Waits for the posted change to be applied; false on timeout.
@@ -716,6 +775,22 @@ impl Aggregator {
             aggregated_signature: g.aggregate().expect("own signature").to_hex(),
             non_signing_nodes: g.non_signers(&monitors),
         })
+    }
+}
+
+/// How a wait for something to be applied ended.
+enum Waited {
+    Applied,
+    Stopped,
+    TimedOut,
+}
+
+/// Clears this node's word on an epoch when its certifying ends, however it ends.
+struct ToldEpoch<'a>(&'a Pursuits, i64);
+
+impl Drop for ToldEpoch<'_> {
+    fn drop(&mut self) {
+        self.0.certified(self.1);
     }
 }
 

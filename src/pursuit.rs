@@ -2,7 +2,7 @@
 //! aggregators at `GET /v1/pursuits/{address}`, and what a node makes of their
 //! answers before it gathers a proof itself.
 //!
-//! Aggregators take turns per change by rank (see [`crate::aggregator`]), but a turn
+//! Aggregators take turns per change by rank (see the aggregator), but a turn
 //! is counted from each node's own confirmation, and a proof takes time to be
 //! gathered, posted and applied: on a busy network the next-ranked nodes reach their
 //! turn while the first one's proof is still on its way. So at its turn a node first
@@ -68,9 +68,22 @@ struct Entry {
     since: Instant,
 }
 
-/// This node's pursuits, one per target at most; cheap to clone.
+/// `GET /v1/pursuits?epoch=N`: this node is certifying epoch N.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochPursuitView {
+    pub epoch: i64,
+    pub phase: Phase,
+    /// How long it has been in this phase, milliseconds.
+    pub age_ms: u64,
+}
+
+/// This node's pursuits, one per target at most, and the epochs it is certifying
+/// (a few at most); cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Pursuits(Arc<Mutex<HashMap<String, Entry>>>);
+pub struct Pursuits(
+    Arc<Mutex<HashMap<String, Entry>>>,
+    Arc<Mutex<HashMap<i64, (Phase, Instant)>>>,
+);
 
 impl Pursuits {
     fn set(&self, address: &str, state: NodeState, phase: Phase, event: Option<Event>) {
@@ -103,6 +116,29 @@ impl Pursuits {
     /// This node is doing nothing about `address` (waiting, or done).
     pub fn clear(&self, address: &str) {
         self.0.lock().expect("pursuits lock").remove(address);
+    }
+
+    /// This node is certifying epoch `n` (gathering, or holding the certificate).
+    pub fn certifying(&self, n: i64, phase: Phase) {
+        self.1
+            .lock()
+            .expect("pursuits lock")
+            .insert(n, (phase, Instant::now()));
+    }
+
+    /// This node is no longer certifying epoch `n`.
+    pub fn certified(&self, n: i64) {
+        self.1.lock().expect("pursuits lock").remove(&n);
+    }
+
+    /// What this node says of epoch `n`.
+    pub fn view_epoch(&self, n: i64) -> Option<EpochPursuitView> {
+        let map = self.1.lock().expect("pursuits lock");
+        map.get(&n).map(|(phase, since)| EpochPursuitView {
+            epoch: n,
+            phase: phase.clone(),
+            age_ms: since.elapsed().as_millis() as u64,
+        })
     }
 
     /// What this node says of `address`.
@@ -180,6 +216,22 @@ pub fn decide(
     } else {
         Decision::Gather
     }
+}
+
+/// Whether a node about to certify epoch `n` waits: some asked peer says, for less
+/// than `bound`, that it is certifying `n` (a certificate needs no haste, so any
+/// such word is waited for, at most [`MAX_DEFERRALS`] times).
+pub fn defer_epoch(
+    n: i64,
+    answers: &[Option<EpochPursuitView>],
+    bound: Duration,
+    deferrals: u32,
+) -> bool {
+    deferrals < MAX_DEFERRALS
+        && answers
+            .iter()
+            .flatten()
+            .any(|v| v.epoch == n && Duration::from_millis(v.age_ms) < bound)
 }
 
 /// Which of `ranked` (ids in rank order) a node at `rank` asks: up to
@@ -319,6 +371,28 @@ mod tests {
             vec!["N13", "N14", "N15", "N16", "N17", "N18"]
         );
         assert_eq!(to_ask(&ids[..1], 0), Vec::<String>::new());
+    }
+
+    #[test]
+    fn certifying_peers_are_waited_for_a_bounded_number_of_times() {
+        let p = Pursuits::default();
+        assert_eq!(p.view_epoch(7), None);
+        p.certifying(7, Phase::Gathering);
+        let v = p.view_epoch(7);
+        assert_eq!(
+            v.as_ref().map(|v| (v.epoch, &v.phase)),
+            Some((7, &Phase::Gathering))
+        );
+        let bound = Duration::from_secs(10);
+        assert!(defer_epoch(7, &[None, v.clone()], bound, 0));
+        assert!(!defer_epoch(7, &[v.clone()], bound, MAX_DEFERRALS));
+        assert!(!defer_epoch(8, &[v.clone()], bound, 0), "another epoch");
+        let mut old = v.clone().unwrap();
+        old.age_ms = 10_000;
+        assert!(!defer_epoch(7, &[Some(old)], bound, 0), "too old a claim");
+        assert!(!defer_epoch(7, &[None], bound, 0));
+        p.certified(7);
+        assert_eq!(p.view_epoch(7), None);
     }
 
     #[test]

@@ -193,17 +193,19 @@ async fn ready(State(ctx): State<NodeContext>) -> Result<Json<Value>, Error> {
     }
 }
 
-/// What this node's aggregator is doing about a target (`null`: nothing): asked by
-/// the other aggregators at their turn (see [`crate::pursuit`]).
-async fn pursuit(
-    State(ctx): State<NodeContext>,
-    Query(q): Params,
-) -> Result<Json<Option<crate::pursuit::PursuitView>>, Error> {
+/// What this node's aggregator is doing about a target (`address=A`) or an epoch's
+/// certificate (`epoch=N`) — `null`: nothing. Asked by the other aggregators at
+/// their turn (see [`crate::pursuit`]).
+async fn pursuit(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json<Value>, Error> {
+    if q.contains_key("epoch") {
+        let n = int_param(&q, "epoch")?;
+        return Ok(Json(json!(ctx.pursuits.view_epoch(n))));
+    }
     let address = param(&q, "address")?;
     if !ctx.prober.knows(address) {
         return Err(Error::NotFound("Address not found".into()));
     }
-    Ok(Json(ctx.pursuits.view(address)))
+    Ok(Json(json!(ctx.pursuits.view(address))))
 }
 
 async fn state_attestation(
