@@ -48,6 +48,9 @@ pub enum AttemptError {
     },
 }
 
+/// How often a node waiting for its turn checks whether the change is done.
+const TURN_CHECK: Duration = Duration::from_millis(100);
+
 /// How many settled epochs back an aggregator certifies an epoch left without a
 /// certificate (say, while the sequencer was down).
 pub const CERTIFY_BACKLOG: i64 = 16;
@@ -368,8 +371,14 @@ impl Aggregator {
             .pace
             .start_jitter
             .mul_f64(rand::thread_rng().gen_range(0.0..1.0));
-        if sleep_or_stop(stop, self.pace.rank_step * rank as u32 + jitter).await {
-            return true;
+        // Until the turn, stand down as soon as the certificate is applied.
+        match self
+            .await_certificate(n, self.pace.rank_step * rank as u32 + jitter, stop)
+            .await
+        {
+            Waited::Applied => return false,
+            Waited::Stopped => return true,
+            Waited::TimedOut => {}
         }
         // A nearby-ranked node certifying this epoch is waited for: a certificate
         // needs no haste, and each one posted costs every replica a table.
@@ -484,11 +493,15 @@ impl Aggregator {
         stop: &CancellationToken,
     ) -> Waited {
         let deadline = tokio::time::Instant::now() + within;
-        while tokio::time::Instant::now() < deadline {
+        loop {
             if matches!(self.ctx.store.has_certificate(n).await, Ok(true)) {
                 return Waited::Applied;
             }
-            if sleep_or_stop(stop, Duration::from_millis(100)).await {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if sleep_or_stop(stop, (deadline - now).min(TURN_CHECK)).await {
                 return Waited::Stopped;
             }
         }
@@ -512,12 +525,32 @@ impl Aggregator {
             .iter()
             .position(|id| **id == *self.ctx.node_id)
             .unwrap_or(order.len());
+        self.ctx.pursuits.waiting(address, desired);
         let jitter = self
             .pace
             .start_jitter
             .mul_f64(rand::thread_rng().gen_range(0.0..1.0));
-        if sleep_or_stop(stop, self.pace.rank_step * rank as u32 + jitter).await {
-            return;
+        // Until the turn, stand down as soon as the change is applied or this node
+        // no longer sees it: a late-ranked node must not hold the target's pursuit
+        // (one at a time) for many steps after the change is done.
+        let turn = tokio::time::Instant::now() + self.pace.rank_step * rank as u32 + jitter;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= turn {
+                break;
+            }
+            if sleep_or_stop(stop, (turn - now).min(TURN_CHECK)).await {
+                return;
+            }
+            if matches!(self.ctx.store.state_of(address).await, Ok(s) if s.state == desired) {
+                if rank > 0 {
+                    metrics::aggregator_stood_down();
+                }
+                return;
+            }
+            if self.ctx.prober.view().get(address).map(|d| d.state) != Some(desired) {
+                return;
+            }
         }
         let max_age = self.proof_max_age();
         // At the turn: a nearby-ranked node may already hold a proof, or be gathering.

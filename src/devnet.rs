@@ -250,7 +250,7 @@ start_jitter_ms = 200
 reconcile_interval_ms = {probe_interval_ms}
 confirm_timeout_ms = 10000
 rank_step_ms = 500
-roles_refresh_ms = 5000
+roles_refresh_ms = 15000
 
 # Short settings so a demo settles in seconds (a real network keeps the defaults;
 # settlement and epoch values must be the same on every node of a network).

@@ -901,7 +901,7 @@ mod tests {
             .filter_map(|l| l.split(' ').next())
             .filter(|n| n.starts_with("livenessd_"))
             .collect();
-        assert_eq!(declared.len(), 54, "every family renders:\n{text}");
+        assert_eq!(declared.len(), 56, "every family renders:\n{text}");
         for name in declared {
             assert!(
                 text.lines()

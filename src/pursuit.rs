@@ -41,6 +41,8 @@ pub const ASK_AFTER: usize = 2;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Waiting for its turn (nothing to wait for, for the others).
+    Waiting,
     /// Asking the monitoring nodes for their signatures.
     Gathering,
     /// Holding a quorum proof (posted, or about to be).
@@ -96,6 +98,11 @@ impl Pursuits {
                 since: Instant::now(),
             },
         );
+    }
+
+    /// This node waits for its turn at `address` being `state`.
+    pub fn waiting(&self, address: &str, state: NodeState) {
+        self.set(address, state, Phase::Waiting, None);
     }
 
     /// This node is gathering signatures for `address` being `state`.
@@ -228,10 +235,9 @@ pub fn defer_epoch(
     deferrals: u32,
 ) -> bool {
     deferrals < MAX_DEFERRALS
-        && answers
-            .iter()
-            .flatten()
-            .any(|v| v.epoch == n && Duration::from_millis(v.age_ms) < bound)
+        && answers.iter().flatten().any(|v| {
+            v.epoch == n && v.phase != Phase::Waiting && Duration::from_millis(v.age_ms) < bound
+        })
 }
 
 /// Which of `ranked` (ids in rank order) a node at `rank` asks: up to
@@ -352,6 +358,10 @@ mod tests {
             decide(&wanted(0), &[gathering(10_000)], ok),
             Decision::Gather
         );
+        // A peer waiting for its turn is nothing to wait for.
+        let mut waiting = gathering(10).unwrap();
+        waiting.phase = Phase::Waiting;
+        assert_eq!(decide(&wanted(0), &[Some(waiting)], ok), Decision::Gather);
         // Nobody pursuing, or nobody answering.
         assert_eq!(decide(&wanted(0), &[None, None], ok), Decision::Gather);
         assert_eq!(decide(&wanted(0), &[], ok), Decision::Gather);

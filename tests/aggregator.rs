@@ -312,3 +312,63 @@ async fn a_change_slower_to_apply_than_a_rank_step_costs_one_proof() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_ranked_node_stands_down_as_soon_as_the_change_applies() {
+    // Rank steps of 20 s: the last of four nodes would wait a minute for its turn.
+    // A node pursues a target once at a time, so one still waiting for its turn
+    // after the change is done would hold up the target's next change; it stands
+    // down as soon as its replica shows the change.
+    let mut c = Cluster::start_with(
+        4,
+        1,
+        Box::new(|_, cfg| {
+            fast(cfg);
+            cfg.aggregator = true;
+            cfg.aggregation.rank_step_ms = 20_000;
+            cfg.aggregation.confirm_timeout_ms = 60_000;
+        }),
+    )
+    .await;
+    c.settle().await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let a = Cluster::address(0);
+    // With the sequencer away, the change cannot apply: every node confirms it and
+    // pursues it (the first-ranked one holds its proof, the others wait their turn).
+    c.stop_sequencer().await;
+    c.targets[0].set(500);
+    for i in 0..4 {
+        let c = &c;
+        let a = &a;
+        eventually(10, &format!("node {i} pursues the change"), || async move {
+            let (_, v) = c.get(i, &format!("/v1/pursuits?address={a}")).await;
+            v["state"] == "down"
+        })
+        .await;
+    }
+    let phases = {
+        let mut p = Vec::new();
+        for i in 0..4 {
+            p.push(c.get(i, &format!("/v1/pursuits?address={a}")).await.1["phase"].clone());
+        }
+        p
+    };
+    assert_eq!(
+        phases.iter().filter(|p| **p == "waiting").count(),
+        3,
+        "three wait their turn: {phases:?}"
+    );
+    c.start_sequencer().await;
+    state_everywhere(&c, 0, "down").await;
+    // Every node stands down at once, not at its turn (20, 40, 60 s away).
+    let c = &c;
+    for i in 0..4 {
+        let a = &a;
+        eventually(5, &format!("node {i} stands down"), || async move {
+            c.get(i, &format!("/v1/pursuits?address={a}")).await.1 == Value::Null
+        })
+        .await;
+    }
+    c.targets[0].set(200);
+    state_everywhere(c, 0, "up").await;
+}
