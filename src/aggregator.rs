@@ -228,8 +228,20 @@ impl Aggregator {
         out
     }
 
-    /// Asks every peer's `/health` whether it aggregates, every `roles_refresh`.
+    /// The candidates in rank order for a change, and this node's rank among them.
+    fn turns(&self, address: &str, state: NodeState, since: i64) -> (Vec<String>, usize) {
+        let order = ranked(&self.candidates(), address, state, since);
+        let rank = order
+            .iter()
+            .position(|id| **id == *self.ctx.node_id)
+            .unwrap_or(order.len());
+        (order, rank)
+    }
+
+    /// Asks every peer's `/health` whether it aggregates, every `roles_refresh` (every
+    /// second while one is silent in the first period, as a network starts).
     async fn discover_roles(self: Arc<Self>, stop: CancellationToken) {
+        let started = tokio::time::Instant::now();
         loop {
             let mut asks = JoinSet::new();
             for m in self.ctx.monitors().nodes() {
@@ -240,19 +252,28 @@ impl Aggregator {
                 let (id, url) = (m.id.clone(), m.url.clone());
                 asks.spawn(async move {
                     let a: Answer<serde_json::Value> = peers.get(&url, "/health", &[]).await;
-                    let aggregates = match a {
-                        Answer::Ok(v) => v["aggregator"].as_bool().unwrap_or(false),
-                        _ => false,
-                    };
-                    (id, aggregates)
+                    match a {
+                        Answer::Ok(v) => (id, Some(v["aggregator"].as_bool().unwrap_or(false))),
+                        _ => (id, None),
+                    }
                 });
             }
             let mut roles = HashMap::new();
+            let mut silent = 0;
             while let Some(Ok((id, a))) = asks.join_next().await {
-                roles.insert(id, a);
+                silent += usize::from(a.is_none());
+                roles.insert(id, a.unwrap_or(false));
             }
             *self.aggregators.lock().expect("roles lock") = roles;
-            if sleep_or_stop(&stop, self.pace.roles_refresh).await {
+            // While a peer is silent in the first refresh period (the network
+            // starting), ask again within a second: a node not known to aggregate is
+            // not ranked, and each would think itself first.
+            let next = if silent > 0 && started.elapsed() < self.pace.roles_refresh {
+                self.pace.roles_refresh.min(Duration::from_secs(1))
+            } else {
+                self.pace.roles_refresh
+            };
+            if sleep_or_stop(&stop, next).await {
                 return;
             }
         }
@@ -357,16 +378,7 @@ impl Aggregator {
 
     /// One turn at certifying epoch `n`; true when stopped.
     async fn certify_epoch(&self, n: i64, stop: &CancellationToken) -> bool {
-        let order = ranked(
-            &self.candidates(),
-            "livenessd-epoch-certificate",
-            NodeState::Up,
-            n,
-        );
-        let rank = order
-            .iter()
-            .position(|id| **id == *self.ctx.node_id)
-            .unwrap_or(order.len());
+        let (order, rank) = self.turns("livenessd-epoch-certificate", NodeState::Up, n);
         let jitter = self
             .pace
             .start_jitter
@@ -520,11 +532,7 @@ impl Aggregator {
                 return;
             }
         };
-        let order = ranked(&self.candidates(), address, desired, since);
-        let rank = order
-            .iter()
-            .position(|id| **id == *self.ctx.node_id)
-            .unwrap_or(order.len());
+        let (order, rank) = self.turns(address, desired, since);
         self.ctx.pursuits.waiting(address, desired);
         let jitter = self
             .pace

@@ -395,8 +395,16 @@ mod tests {
         );
         let bound = Duration::from_secs(10);
         assert!(defer_epoch(7, &[None, v.clone()], bound, 0));
-        assert!(!defer_epoch(7, &[v.clone()], bound, MAX_DEFERRALS));
-        assert!(!defer_epoch(8, &[v.clone()], bound, 0), "another epoch");
+        assert!(!defer_epoch(
+            7,
+            std::slice::from_ref(&v),
+            bound,
+            MAX_DEFERRALS
+        ));
+        assert!(
+            !defer_epoch(8, std::slice::from_ref(&v), bound, 0),
+            "another epoch"
+        );
         let mut old = v.clone().unwrap();
         old.age_ms = 10_000;
         assert!(!defer_epoch(7, &[Some(old)], bound, 0), "too old a claim");
