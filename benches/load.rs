@@ -889,11 +889,22 @@ async fn kill_loop() {
     let db = dir.path().join("replica.sqlite");
     let mut counts = Vec::new();
     for _ in 0..15 {
+        // KILL_LOG=FILE keeps the node's logs of every run.
+        let log = match std::env::var_os("KILL_LOG") {
+            Some(f) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(f)
+                    .unwrap(),
+            ),
+            None => Stdio::null(),
+        };
         let mut child = Command::new(BIN)
             .args(["--config"])
             .arg(dir.path().join("node.toml"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(2_500));

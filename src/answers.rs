@@ -217,15 +217,6 @@ impl Answers {
         }
     }
 
-    /// When a removed target stopped being monitored.
-    async fn until(&self, address: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .store
-            .monitored_span(address)
-            .await?
-            .and_then(|(_, until)| until))
-    }
-
     /// Seconds `address` was down in `[0, t]`: one index look-up.
     async fn cum(&self, address: &str, t: i64) -> Result<i64, StoreError> {
         Ok(self
@@ -253,10 +244,8 @@ impl Answers {
     ) -> Result<Downtime, AnswerError> {
         self.known(address)?;
         check_range(from, to)?;
-        // A removed target's history ends at its removal.
-        let end = self.until(address).await?.unwrap_or(i64::MAX);
-        let seconds =
-            self.cum(address, to.min(end)).await? - self.cum(address, from.min(end)).await?;
+        // A removed target's history ends at its removal (cut in the query).
+        let seconds = self.store.downtime_between(address, from, to).await?;
         Ok(Downtime {
             address: address.to_owned(),
             from,

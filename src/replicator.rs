@@ -460,6 +460,9 @@ impl Replicator {
         report: &mut ChunkReport,
     ) -> Result<(), StoreError> {
         let mut rejections = Rejections::default();
+        // Replaying history (not at the sequencer's head yet): one line per slice, not
+        // one per event.
+        let replaying = !self.status.reached_head();
         // Rules 1-3, cheap, before any signature work.
         let mut candidates: Vec<(usize, Event)> = Vec::new();
         let mut change = None;
@@ -535,8 +538,13 @@ impl Replicator {
                         (cur.since > 0 || cur.state != TargetState::INITIAL.state)
                             .then_some(cur.since),
                     );
-                    tracing::info!(index = u.index, address = %ev.address, state = %ev.state,
-                        timestamp = ev.timestamp, "event applied");
+                    if replaying {
+                        tracing::debug!(index = u.index, address = %ev.address,
+                            state = %ev.state, timestamp = ev.timestamp, "event applied");
+                    } else {
+                        tracing::info!(index = u.index, address = %ev.address,
+                            state = %ev.state, timestamp = ev.timestamp, "event applied");
+                    }
                     accepted.push(Applied {
                         zellular_index: u.index,
                         position: u.position,
@@ -713,6 +721,13 @@ impl Replicator {
                 network_version: a.network_version,
                 live,
             });
+        }
+        if replaying && !accepted.is_empty() {
+            tracing::info!(
+                index = self.position.index,
+                events = accepted.len(),
+                "replaying history: events applied"
+            );
         }
         report.applied += accepted.len();
         metrics::events_applied(accepted.len() as u64);

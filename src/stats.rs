@@ -66,12 +66,34 @@ pub struct TargetStats {
 }
 
 /// The cache; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Stats {
     inner: Arc<RwLock<Vec<TargetStats>>>,
+    /// Whether the figures were computed once (the first time in the background,
+    /// so a node with many targets and a long history starts serving at once).
+    computed: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            inner: Default::default(),
+            computed: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
 }
 
 impl Stats {
+    /// Waits, at most `within`, until the figures have been computed once; false if
+    /// they have not (the caller shows what there is).
+    pub async fn computed(&self, within: Duration) -> bool {
+        let mut rx = self.computed.subscribe();
+        let done = tokio::time::timeout(within, rx.wait_for(|done| *done))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        done
+    }
+
     /// Every target's figures, in address order.
     pub fn all(&self) -> Vec<TargetStats> {
         self.inner.read().expect("stats lock").clone()
@@ -97,6 +119,7 @@ impl Stats {
         addresses.sort();
         let out = compute(answers, store, &addresses, now).await?;
         *self.inner.write().expect("stats lock") = out;
+        self.computed.send_replace(true);
         Ok(())
     }
 
@@ -196,6 +219,10 @@ impl Stats {
         let mut last_full = tokio::time::Instant::now();
         let mut last_down = tokio::time::Instant::now();
         let mut monitoring = store.monitoring().await.unwrap_or_default();
+        // The first figures, while the node already replicates and serves.
+        if let Err(e) = self.refresh(&answers, &store, clock.now()).await {
+            tracing::warn!(error = %e, "status figures not computed");
+        }
         loop {
             let changed: Option<Vec<String>> = tokio::select! {
                 _ = stop.cancelled() => return,

@@ -189,6 +189,34 @@ async fn check(n: usize, seed: u64) {
     };
     expected.extend(hist.iter().copied());
     assert_eq!(rows, expected);
+    // Removed half-way: downtime stops counting at the removal, whatever the window.
+    let cut = last / 2;
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("r.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE states SET monitored_since = coalesce(monitored_since, 0), monitored_until = ?
+         WHERE address = ?",
+    )
+    .bind(cut)
+    .bind(A)
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    for _ in 0..500 {
+        let from = rng.gen_range(0..end);
+        let to = rng.gen_range(from..=end);
+        let d = answers.downtime(A, from, to).await.unwrap();
+        assert_eq!(
+            d.seconds(),
+            prefix[to.min(cut) as usize] - prefix[from.min(cut) as usize],
+            "removed at {cut}: n = {n}, [{from}, {to}]"
+        );
+    }
 }
 
 #[tokio::test]

@@ -171,11 +171,15 @@ fn outages_cell(t: &TargetStats, now: i64, n: usize) -> String {
     s
 }
 
+/// How long a page waits for a starting node's first figures.
+const FIRST_FIGURES: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `GET /`: every target.
 pub async fn index(State(ctx): State<NodeContext>) -> Html<String> {
     let now = ctx.clock.now();
     let view = ctx.prober.view();
     let mut rows = String::new();
+    ctx.stats.computed(FIRST_FIGURES).await;
     let targets = ctx.stats.all();
     for t in &targets {
         let since = match t.since {
@@ -227,6 +231,7 @@ pub async fn index(State(ctx): State<NodeContext>) -> Html<String> {
 
 /// `GET /targets/{address}`: one target in detail.
 pub async fn target(State(ctx): State<NodeContext>, Path(address): Path<String>) -> Response {
+    ctx.stats.computed(FIRST_FIGURES).await;
     let Some(t) = ctx.stats.get(&address) else {
         return (
             StatusCode::NOT_FOUND,
@@ -317,6 +322,7 @@ pub async fn badge(State(ctx): State<NodeContext>, Path(file): Path<String>) -> 
     let Some(address) = file.strip_suffix(".svg") else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    ctx.stats.computed(FIRST_FIGURES).await;
     let Some(t) = ctx.stats.get(address) else {
         return StatusCode::NOT_FOUND.into_response();
     };

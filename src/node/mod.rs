@@ -250,10 +250,6 @@ impl Node {
             stats: Default::default(),
             pursuits: Default::default(),
         };
-        ctx.stats
-            .refresh(&ctx.answers, &ctx.store, ctx.clock.now())
-            .await
-            .map_err(|e| anyhow!("database {}: {e}", cfg.database.display()))?;
         Ok(Node {
             cfg,
             ctx,

@@ -766,6 +766,43 @@ impl ReplicaStore {
 
     /// The last event of `address` with `timestamp ≤ t` (`strict`: `< t`), as the
     /// state it left the address in: one index look-up.
+    /// Seconds `address` was down in `[from, to]`, both cut at the target's removal
+    /// if it was removed: the running totals at the two ends, in one statement (one
+    /// round trip to the database, two index look-ups).
+    pub async fn downtime_between(
+        &self,
+        address: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<i64, StoreError> {
+        let r = sqlx::query(
+            "WITH b AS (
+                SELECT min(?2, coalesce(u.until, 9223372036854775807)) AS f,
+                       min(?3, coalesce(u.until, 9223372036854775807)) AS t
+                FROM (SELECT 1)
+                LEFT JOIN (SELECT CASE WHEN monitored_since IS NULL THEN NULL
+                                       ELSE monitored_until END AS until
+                           FROM states WHERE address = ?1) u
+             )
+             SELECT
+               (SELECT down_total + CASE WHEN state = 'down' THEN b.t - timestamp ELSE 0 END
+                  FROM events WHERE address = ?1 AND timestamp <= b.t
+                  ORDER BY timestamp DESC, seq DESC LIMIT 1),
+               (SELECT down_total + CASE WHEN state = 'down' THEN b.f - timestamp ELSE 0 END
+                  FROM events WHERE address = ?1 AND timestamp <= b.f
+                  ORDER BY timestamp DESC, seq DESC LIMIT 1)
+             FROM b",
+        )
+        .bind(address)
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?;
+        let at_to: Option<i64> = r.get(0);
+        let at_from: Option<i64> = r.get(1);
+        Ok(at_to.unwrap_or(0) - at_from.unwrap_or(0))
+    }
+
     pub async fn state_at(
         &self,
         address: &str,
