@@ -346,18 +346,25 @@ async fn a_late_ranked_node_stands_down_as_soon_as_the_change_applies() {
         })
         .await;
     }
-    let phases = {
-        let mut p = Vec::new();
-        for i in 0..4 {
-            p.push(c.get(i, &format!("/v1/pursuits?address={a}")).await.1["phase"].clone());
-        }
-        p
-    };
-    assert_eq!(
-        phases.iter().filter(|p| **p == "waiting").count(),
-        3,
-        "three wait their turn: {phases:?}"
-    );
+    // The first-ranked one gathers and holds its proof (it cannot post it); the
+    // other three wait their turn.
+    let (cr, ar) = (&c, &a);
+    eventually(
+        10,
+        "one holds the proof, three wait their turn",
+        || async move {
+            let (c, a) = (cr, ar);
+            let mut phases = Vec::new();
+            for i in 0..4 {
+                phases
+                    .push(c.get(i, &format!("/v1/pursuits?address={a}")).await.1["phase"].clone());
+            }
+            let waiting = phases.iter().filter(|p| **p == "waiting").count();
+            let held = phases.iter().filter(|p| **p == "held").count();
+            (waiting, held) == (3, 1)
+        },
+    )
+    .await;
     c.start_sequencer().await;
     state_everywhere(&c, 0, "down").await;
     // Every node stands down at once, not at its turn (20, 40, 60 s away).
