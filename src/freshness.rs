@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use crate::clock::Clock;
 use crate::metrics;
 
+/// The head cell's value before the stream reached its gateway's head.
+const NO_HEAD: u64 = u64::MAX;
+
 /// Shared by the replicator (writer) and everything that signs or aggregates.
 #[derive(Clone)]
 pub struct ReplicaStatus {
@@ -31,9 +34,10 @@ struct Inner {
     last_sync_seen_at: AtomicI64,
     /// The same, on the monotonic clock (sub-second: heartbeats take turns by it).
     last_sync_seen: Mutex<tokio::time::Instant>,
-    /// Set by the finalized stream when it found nothing new at its gateway,
-    /// cleared when a new stream starts (resume, gateway switch).
-    reached_head: Arc<AtomicBool>,
+    /// The index at which the finalized stream first found nothing new at its
+    /// gateway (`NO_HEAD` until then; reset when a new stream starts: resume,
+    /// gateway switch). The replica is at the head once it has applied up to it.
+    head: Arc<AtomicU64>,
     /// A persistent fault, with its reason (set and cleared by the replicator).
     fault: Mutex<Option<String>>,
     /// Whether the last evaluation found the replica stale (for episode counts).
@@ -68,7 +72,7 @@ impl ReplicaStatus {
                 index: AtomicU64::new(0),
                 last_sync_seen_at: AtomicI64::new(now),
                 last_sync_seen: Mutex::new(tokio::time::Instant::now()),
-                reached_head: Arc::new(AtomicBool::new(false)),
+                head: Arc::new(AtomicU64::new(NO_HEAD)),
                 fault: Mutex::new(None),
                 stale: AtomicBool::new(true),
             }),
@@ -102,19 +106,24 @@ impl ReplicaStatus {
         *self.inner.last_sync_seen.lock().expect("sync lock") = tokio::time::Instant::now();
     }
 
-    /// The stream reached its gateway's head (`true`), or a new stream starts (`false`).
+    /// The stream reached its gateway's head (`true`: at the replica's present
+    /// index), or a new stream starts (`false`).
     pub fn set_reached_head(&self, v: bool) {
-        self.inner.reached_head.store(v, Ordering::Relaxed);
+        let head = if v { self.index() } else { NO_HEAD };
+        self.inner.head.store(head, Ordering::Relaxed);
     }
 
-    /// The flag for the finalized stream to set when its gateway has nothing new.
-    pub fn head_flag(&self) -> Arc<AtomicBool> {
-        self.inner.reached_head.clone()
+    /// The cell for the finalized stream to record, once, the index at which its
+    /// gateway had nothing new.
+    pub fn head_flag(&self) -> Arc<AtomicU64> {
+        self.inner.head.clone()
     }
 
-    /// Whether the stream reached its gateway's head.
+    /// Whether the replica has applied everything the sequencer had finalized when
+    /// the stream first reached its head (batches read ahead but not yet applied
+    /// still count as catching up).
     pub fn reached_head(&self) -> bool {
-        self.inner.reached_head.load(Ordering::Relaxed)
+        self.index() >= self.inner.head.load(Ordering::Relaxed)
     }
 
     /// Sets (or clears, with `None`) the persistent fault.
@@ -226,5 +235,25 @@ mod tests {
         // log_time never moves back.
         s.applied(7, 10);
         assert_eq!(s.log_time(), 1_039);
+    }
+
+    #[test]
+    fn the_head_is_reached_when_what_was_read_ahead_is_applied() {
+        let s = ReplicaStatus::new(Clock::manual(1_000), 30, 120);
+        s.applied(5, 995);
+        assert!(!s.reached_head());
+        // The stream found nothing new after index 9, then later after 12: the
+        // first head counts.
+        let cell = s.head_flag();
+        for at in [9, 12] {
+            let _ = cell.compare_exchange(NO_HEAD, at, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        assert!(!s.reached_head(), "batches 6-9 are read, not applied");
+        s.applied(9, 999);
+        assert!(s.reached_head());
+        // A new stream (resume, another gateway) starts over.
+        s.set_reached_head(false);
+        assert!(!s.reached_head());
+        assert!(s.check().unwrap_err().0.contains("catching up"));
     }
 }

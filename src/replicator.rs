@@ -711,8 +711,13 @@ impl Replicator {
         }
         self.status
             .applied(self.position.index, self.position.log_time);
-        let live = self.status.reached_head();
+        // News, not history: finalized within the freshness bound of now (a
+        // transition that happened while this node was away is still news; one
+        // replayed from long ago, or read ahead past the head, is not).
+        let now = self.status.clock().now();
+        let bound = self.status.bound();
         for (a, previous_since) in accepted.iter().zip(previous) {
+            let live = now - a.log_time <= bound;
             let _ = self.announce.send(AppliedEvent {
                 zellular_index: a.zellular_index,
                 event: a.event.clone(),

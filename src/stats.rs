@@ -36,8 +36,9 @@ pub struct AppliedEvent {
     pub previous_since: Option<i64>,
     /// The network version the event was verified under.
     pub network_version: u64,
-    /// Whether the replica had reached the sequencer's head: false while it replays
-    /// history (no notification for those).
+    /// Whether it is news: finalized within the freshness bound of the node's clock
+    /// when applied. False for history replayed after a restart or on a new
+    /// replica (no notification for those).
     pub live: bool,
 }
 

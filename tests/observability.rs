@@ -245,12 +245,13 @@ fn receiver() -> (Running, Received) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applied_transitions_are_posted_to_webhooks_signed_and_filtered() {
     let (hook, got) = receiver();
+    let received = got.clone();
     let (am, got_am) = receiver();
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("hook.secret");
     livenessd::keyfile::write_secret(&secret, "s3cret\n").unwrap();
     let (url, am_url) = (format!("{}/hook", hook.url), format!("{}/hook", am.url));
-    let c = Cluster::start_manual(
+    let mut c = Cluster::start_manual(
         3,
         2,
         Box::new(move |i, cfg| {
@@ -279,7 +280,8 @@ async fn applied_transitions_are_posted_to_webhooks_signed_and_filtered() {
     )
     .await;
     c.advance(0).await;
-    let ids: Vec<&Identity> = c.ids.iter().collect();
+    let owned_ids: Vec<Identity> = (1..=3).map(Identity::new).collect();
+    let ids: Vec<&Identity> = owned_ids.iter().collect();
     let (a0, a1) = (Cluster::address(0), Cluster::address(1));
     c.submit(
         &json!([
@@ -340,6 +342,40 @@ async fn applied_transitions_are_posted_to_webhooks_signed_and_filtered() {
         "LivenessdTargetDown"
     );
     assert!(am[0].0.is_none(), "no secret: no signature header");
+
+    // History is not news: while node 0 is stopped, one transition is finalized
+    // more than the freshness bound (30 s) before it comes back, one just before.
+    // It applies both; it announces only the recent one.
+    c.stop_node(0).await;
+    c.submit(&json!([signed_event(&ids, &[], &a0, "up", T0)]).to_string())
+        .await;
+    // Finalized (the running nodes applied it) before the clock moves on.
+    c.settle().await;
+    c.advance(60).await;
+    c.submit(&json!([signed_event(&ids, &[], &a1, "down", T0 + 59)]).to_string())
+        .await;
+    c.settle().await;
+    c.restart_node(0).await;
+    c.settle().await;
+    assert_eq!(
+        c.items(0, "/v1/targets").await[0]["state"],
+        "up",
+        "the old transition is applied"
+    );
+    eventually(10, "the recent transition announced", || async {
+        received.lock().unwrap().len() >= 4
+    })
+    .await;
+    let after: Vec<(String, String)> = received.lock().unwrap()[3..]
+        .iter()
+        .map(|(_, v)| {
+            (
+                v["address"].as_str().unwrap().to_owned(),
+                v["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(after, vec![(a1.clone(), "down".to_owned())]);
     eventually(10, "deliveries counted", || async {
         livenessd::metrics::sample(
             "livenessd_webhook_notifications_total",

@@ -2,7 +2,7 @@
 //! chaining hash recomputed and every finality signature verified.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -564,14 +564,15 @@ pub struct FinalizedStream {
     /// Set by an integrity failure; returned again on every later call.
     failed: Option<StreamError>,
     poll_delay: Duration,
-    /// Set when the gateway has nothing new for us (we reached its head).
-    head: Option<Arc<AtomicBool>>,
+    /// Where to record the index at which the gateway first had nothing new.
+    head: Option<Arc<AtomicU64>>,
 }
 
 impl FinalizedStream {
-    /// Sets `flag` when the gateway has nothing new after everything before was
-    /// handed out: the stream reached the gateway's head.
-    pub fn with_head_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+    /// Records in `flag`, once, the index up to which batches had been handed out
+    /// when the gateway first had nothing new (the gateway's head). The cell holds
+    /// `u64::MAX` until then; a value already there is kept.
+    pub fn with_head_flag(mut self, flag: Arc<AtomicU64>) -> Self {
         self.head = Some(flag);
         self
     }
@@ -621,7 +622,12 @@ impl FinalizedStream {
             let Some(data) = data.filter(|d| !d.batches.is_empty()) else {
                 if self.pending.is_empty() {
                     if let Some(f) = &self.head {
-                        f.store(true, Ordering::Relaxed);
+                        let _ = f.compare_exchange(
+                            u64::MAX,
+                            self.verified_index,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
                     }
                 }
                 tokio::time::sleep(self.poll_delay).await;
