@@ -1,5 +1,5 @@
 //! What this node's aggregator is doing about each target, told to the other
-//! aggregators at `GET /v1/pursuits/{address}`, and what a node makes of their
+//! aggregators at `GET /v1/pursuits?address=A`, and what a node makes of their
 //! answers before it gathers a proof itself.
 //!
 //! Aggregators take turns per change by rank (see the aggregator), but a turn
@@ -49,7 +49,7 @@ pub enum Phase {
     Held,
 }
 
-/// `GET /v1/pursuits/{address}`.
+/// `GET /v1/pursuits?address=A`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PursuitView {
     pub address: String,
