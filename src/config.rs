@@ -331,6 +331,12 @@ pub struct HttpConfig {
     /// A connection that has not sent a complete request head this long after it
     /// opened, or after its last answer (an idle keep-alive connection), is closed.
     pub header_read_timeout_ms: u64,
+    /// A connection whose answer the client does not take for this long (nothing
+    /// can be written: its buffers are full) is closed.
+    pub write_timeout_ms: u64,
+    /// Connections one client (one IP address; IPv6: one /64) may hold at once
+    /// beyond the overflow pool; the monitoring nodes' addresses are exempt.
+    pub max_connections_per_client: usize,
 }
 
 /// Per-client rate limits, by endpoint class. A client is one IP address; the
@@ -462,6 +468,8 @@ impl Default for HttpConfig {
             max_connections: 1_024,
             reserved_fds: 512,
             header_read_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+            max_connections_per_client: 64,
         }
     }
 }
@@ -879,6 +887,15 @@ impl NodeConfig {
         }
         if self.http.header_read_timeout_ms == 0 {
             return Err(invalid("http.header_read_timeout_ms", "must be positive"));
+        }
+        if self.http.write_timeout_ms == 0 {
+            return Err(invalid("http.write_timeout_ms", "must be positive"));
+        }
+        if self.http.max_connections_per_client == 0 {
+            return Err(invalid(
+                "http.max_connections_per_client",
+                "must be positive",
+            ));
         }
         for (name, q) in [
             ("probe", &self.rate_limit.probe),

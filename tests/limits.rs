@@ -13,7 +13,7 @@ use common::cluster::{Cluster, T0};
 use common::*;
 use livenessd::config::{NodeConfig, RateQuota};
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
     let mut out = Vec::new();
@@ -105,6 +105,107 @@ async fn idle_connections_are_closed_after_the_header_timeout() {
         .expect("the server closes the idle connection")
         .unwrap_or(0);
     assert_eq!(n, 0, "closed without an answer");
+}
+
+/// A connection from `ip` (a loopback address other than the nodes' own, so no
+/// peer exemption), receiving into a small buffer.
+async fn connect_from(ip: &str, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    s.connect(addr).await.unwrap()
+}
+
+/// A client that sends requests but never reads the answers is disconnected once
+/// nothing can be written for `write_timeout_ms`, so it cannot pin the slots; and
+/// one client holds at most `max_connections_per_client` of them (the monitoring
+/// nodes' addresses exempt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_or_hoards_connections_cannot_pin_the_slots() {
+    let c = Cluster::start_manual(
+        1,
+        1,
+        Box::new(|_, cfg| {
+            cfg.http.max_connections = 4;
+            cfg.http.max_connections_per_client = 2;
+            cfg.http.write_timeout_ms = 300;
+            cfg.http.header_read_timeout_ms = 60_000;
+        }),
+    )
+    .await;
+    c.advance(0).await;
+    let addr = c.addrs[0];
+    let url = format!("http://{addr}");
+    let fresh = || {
+        livenessd::http_client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // One client from 127.0.0.2: its third connection is served like the overflow.
+    let hoard = vec![
+        connect_from("127.0.0.2", addr).await,
+        connect_from("127.0.0.2", addr).await,
+    ];
+    let mut third = connect_from("127.0.0.2", addr).await;
+    third
+        .write_all(b"GET /v1/position HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("connection limit"),
+        "{answer}"
+    );
+    // The monitoring node's own address (loopback here) is not held to it.
+    let r = fresh()
+        .get(format!("{url}/v1/position"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        livenessd::metrics::sample(
+            "livenessd_http_connections_rejected_total",
+            &[("reason", "per_client")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
+    drop(hoard);
+
+    // Clients that pipeline requests and never read fill every slot...
+    let mut stalled = Vec::new();
+    for ip in ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"] {
+        let mut s = connect_from(ip, addr).await;
+        let requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2_000);
+        stalled.push(tokio::spawn(async move {
+            let _ = s.write_all(&requests).await;
+            // Hold the socket, unread, until the test ends.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(s);
+        }));
+    }
+    // ...yet their connections are closed once their answers stall, and others are
+    // served again.
+    eventually(20, "full service despite the stalled readers", || async {
+        fresh()
+            .get(format!("{url}/v1/position"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    for t in stalled {
+        t.abort();
+    }
 }
 
 /// Every list is paginated; following `next` yields every row exactly once.

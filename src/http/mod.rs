@@ -10,14 +10,19 @@
 //! anything else) and closes each connection after one answer; beyond that,
 //! connections are closed at once. A connection that sends no complete request
 //! head within `header_read_timeout_ms` — including a keep-alive connection left
-//! idle — is closed. Every request has a deadline, a body limit and a rate limit.
+//! idle — is closed, and so is one whose client takes nothing of its answer for
+//! `write_timeout_ms` (a client that never reads cannot pin a slot). One client
+//! (an IP address, an IPv6 /64) holds at most `max_connections_per_client` slots;
+//! beyond that it is served like the overflow. Every request has a deadline, a body
+//! limit and a rate limit.
 
 mod api;
 pub mod ratelimit;
 pub mod status;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request};
@@ -217,6 +222,48 @@ async fn rate_limit(
     next.run(req).await
 }
 
+/// How many full-service connections each client holds.
+#[derive(Clone, Default)]
+struct ClientSlots(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One full-service connection of a client; released when dropped.
+struct Share {
+    slots: ClientSlots,
+    client: IpAddr,
+}
+
+impl ClientSlots {
+    fn held(&self, client: IpAddr) -> usize {
+        let map = self.0.lock().expect("client slots lock");
+        map.get(&client).copied().unwrap_or(0)
+    }
+
+    fn take(&self, client: IpAddr) -> Share {
+        *self
+            .0
+            .lock()
+            .expect("client slots lock")
+            .entry(client)
+            .or_default() += 1;
+        Share {
+            slots: self.clone(),
+            client,
+        }
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut map = self.slots.0.lock().expect("client slots lock");
+        if let Some(n) = map.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// The file-descriptor budget: raises the soft limit to the hard one and returns
 /// how many connections fit beside what the node needs for itself.
 fn connection_budget(configured: usize, reserve: usize) -> usize {
@@ -286,12 +333,15 @@ pub async fn serve(
             }
         });
     }
+    let clients = ClientSlots::default();
+    let peers = limits.clone();
     let full = app(ctx.clone(), &cfg, limits);
     let overflow = overflow_app(ctx);
     let max = connection_budget(cfg.max_connections, cfg.reserved_fds);
     let slots = Arc::new(Semaphore::new(max));
     let spare = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
     let header_timeout = Duration::from_millis(cfg.header_read_timeout_ms);
+    let write_timeout = Duration::from_millis(cfg.write_timeout_ms);
     let graceful = GracefulShutdown::new();
     let mut accept_errors = 0u64;
     loop {
@@ -311,14 +361,22 @@ pub async fn serve(
                 }
             },
         };
-        let (router, permit, keep_alive, timeout) = if let Ok(p) = slots.clone().try_acquire_owned()
-        {
-            (full.clone(), p, true, header_timeout)
-        } else if let Ok(p) = spare.clone().try_acquire_owned() {
-            metrics::http_connection_rejected("overflow");
-            (overflow.clone(), p, false, OVERFLOW_HEADER_TIMEOUT)
+        let client = ratelimit::client_key(peer.ip());
+        let over_share =
+            !peers.is_peer(client) && clients.held(client) >= cfg.max_connections_per_client;
+        let slot = if over_share {
+            None
         } else {
-            metrics::http_connection_rejected("full");
+            slots.clone().try_acquire_owned().ok()
+        };
+        let (router, permit, keep_alive, timeout, share) = if let Some(p) = slot {
+            let share = clients.take(client);
+            (full.clone(), p, true, header_timeout, Some(share))
+        } else if let Ok(p) = spare.clone().try_acquire_owned() {
+            metrics::http_connection_rejected(if over_share { "per_client" } else { "overflow" });
+            (overflow.clone(), p, false, OVERFLOW_HEADER_TIMEOUT, None)
+        } else {
+            metrics::http_connection_rejected(if over_share { "per_client" } else { "full" });
             drop(stream);
             continue;
         };
@@ -327,16 +385,23 @@ pub async fn serve(
             req
         });
         let _ = stream.set_nodelay(true);
+        // Writing that makes no progress for write_timeout fails the connection.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(write_timeout));
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(timeout)
             .keep_alive(keep_alive)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            .serve_connection(
+                TokioIo::new(Box::pin(stream)),
+                TowerToHyperService::new(svc),
+            );
         let conn = graceful.watch(conn);
         metrics::http_connection_opened();
         tokio::spawn(async move {
             let _ = conn.await;
             metrics::http_connection_closed();
+            drop(share);
             drop(permit);
         });
     }

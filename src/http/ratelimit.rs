@@ -2,6 +2,9 @@
 //! quotas for the monitoring nodes' own addresses. Over quota: `429` with
 //! `Retry-After`, counted in `livenessd_http_rate_limited_total{class}`.
 //!
+//! A client is an IPv4 address, or an IPv6 /64 (one host usually holds a whole
+//! /64, so counting its addresses apart would hand it billions of quotas).
+//!
 //! The state per client address is bounded: addresses whose quota has fully
 //! refilled are forgotten every minute, and beyond [`MAX_TRACKED`] addresses the
 //! oldest state is dropped wholesale (a flood of spoofed sources costs memory
@@ -136,13 +139,21 @@ impl RateLimits {
         if !self.cfg.enabled {
             return Ok(());
         }
-        let client = canonical(client);
+        let client = client_key(client);
         let peer = self.peers.read().expect("peers lock").contains(&client);
         let l = self.limiter(class);
         let limiter = if peer { &l.peers } else { &l.others };
         limiter
             .check_key(&client)
             .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
+    }
+
+    /// Whether `client` is one of the monitoring nodes' addresses.
+    pub fn is_peer(&self, client: IpAddr) -> bool {
+        self.peers
+            .read()
+            .expect("peers lock")
+            .contains(&client_key(client))
     }
 
     /// Forgets clients whose quota has refilled; clears a class's table if it
@@ -175,10 +186,16 @@ impl RateLimits {
     }
 }
 
-/// IPv4-mapped IPv6 addresses count as their IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
+/// The client an address belongs to: an IPv4 address (an IPv4-mapped IPv6 address
+/// counts as its IPv4 address), or an IPv6 /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+        },
         v4 => v4,
     }
 }
@@ -196,7 +213,7 @@ pub async fn resolve_peers(urls: &[String]) -> HashSet<IpAddr> {
         let target = format!("{host}:{port}");
         let found = tokio::net::lookup_host(target).await;
         if let Ok(addrs) = found {
-            out.extend(addrs.map(|a| canonical(a.ip())));
+            out.extend(addrs.map(|a| client_key(a.ip())));
         }
     }
     out
@@ -242,6 +259,17 @@ mod tests {
         // An IPv4-mapped IPv6 address is the same client.
         let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
         assert!(l.check(Class::Probe, mapped).is_err());
+        // The addresses of one IPv6 /64 are one client; the next /64 is another.
+        for i in 0..3u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, i, 0, 0, i));
+            assert!(l.check(Class::Probe, ip).is_ok());
+        }
+        assert!(l
+            .check(Class::Probe, "2001:db8:0:1:ffff::9".parse().unwrap())
+            .is_err());
+        assert!(l
+            .check(Class::Probe, "2001:db8:0:2::1".parse().unwrap())
+            .is_ok());
         assert!(l.tracked() >= 3);
         l.housekeeping();
     }
