@@ -141,6 +141,7 @@ async fn network_history(
         network: id,
         genesis,
         changes,
+        next: None,
     };
     Ok(match h.replay() {
         Ok(states) => Ok(Versions { states, keys }),

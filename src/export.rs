@@ -364,8 +364,21 @@ pub async fn fetch(
                 .map_err(|e| anyhow!("{}: {}", p.display(), crate::os_error::reason(&e)))?,
         )
         .with_context(|| format!("{}: not a network history", p.display()))?,
-        None => serde_json::from_value(get("/v1/network/history".into()).await?)
-            .context("the node's network history")?,
+        None => {
+            // Every page, joined.
+            let mut h: History =
+                serde_json::from_value(get("/v1/network/history?limit=1000".into()).await?)
+                    .context("the node's network history")?;
+            while let Some(cursor) = h.next.take() {
+                let page: History = serde_json::from_value(
+                    get(format!("/v1/network/history?limit=1000&cursor={cursor}")).await?,
+                )
+                .context("the node's network history")?;
+                h.changes.extend(page.changes);
+                h.next = page.next;
+            }
+            h
+        }
     };
     let versions = h
         .replay()

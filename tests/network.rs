@@ -585,6 +585,29 @@ async fn bad_changes_are_refused_alike_on_every_replica_and_a_good_one_applies_o
         );
     }
     assert!(c.metric(0, "livenessd_events_duplicate_total").await - duplicates >= 4.0);
+
+    // The history is paginated like every list: one change a page, following
+    // `next`, is the whole history; one page alone is refused by `verify`.
+    c.submit(&json!([signed_change(&all, &[], &add("0xOther", 3, &id))]).to_string())
+        .await;
+    c.advance(5).await;
+    assert_eq!(replicas_agree(&c).await.0, 3);
+    let whole = c.get(0, "/v1/network/history").await.1;
+    assert_eq!(whole["changes"].as_array().unwrap().len(), 2, "{whole}");
+    assert!(whole["next"].is_null());
+    let first = c.get(0, "/v1/network/history?limit=1").await.1;
+    assert_eq!(first["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(first["next"], "2");
+    let second = c.get(0, "/v1/network/history?limit=1&cursor=2").await.1;
+    assert!(second["next"].is_null());
+    assert_eq!(
+        json!([first["changes"][0], second["changes"][0]]),
+        whole["changes"]
+    );
+    assert_eq!(c.get(0, "/v1/network/history?cursor=x").await.0, 400);
+    let page: livenessd::network::history::History = serde_json::from_value(first).unwrap();
+    let why = page.replay().unwrap_err().to_string();
+    assert!(why.contains("one page"), "{why}");
 }
 
 fn state_q(c: &Cluster) -> String {

@@ -617,7 +617,16 @@ async fn network(State(ctx): State<NodeContext>) -> Json<Value> {
 /// answer from the genesis alone (`livenessd verify --network`).
 async fn network_history(
     State(ctx): State<NodeContext>,
-) -> Result<Json<crate::network::history::History>, Error> {
+    Query(q): Params,
+) -> Result<Json<Value>, Error> {
+    let limit = page_limit(&q)?;
+    // The cursor is the last version of the page before (the genesis is version 1).
+    let after: u64 = match q.get("cursor") {
+        None => 1,
+        Some(c) => c
+            .parse()
+            .map_err(|_| Error::BadRequest(format!("cursor {c:?} is not a network version")))?,
+    };
     let (id, genesis) = ctx
         .store
         .network()
@@ -625,21 +634,31 @@ async fn network_history(
         .map_err(internal)?
         .ok_or_else(|| internal("the replica is bound to no network"))?;
     let genesis: crate::network::Genesis = serde_json::from_str(&genesis).map_err(internal)?;
-    let mut changes = Vec::new();
-    for c in ctx.store.changes().await.map_err(internal)? {
-        changes.push(crate::network::history::Recorded {
+    let stored = ctx
+        .store
+        .changes_after(after, limit as u32 + 1)
+        .await
+        .map_err(internal)?;
+    let more = stored.len() > limit;
+    let mut rows = Vec::new();
+    for c in stored.into_iter().take(limit) {
+        let after = c.version.to_string();
+        let r = crate::network::history::Recorded {
             version: c.version,
             zellular_index: c.zellular_index,
             position: c.position,
             log_time: c.log_time,
             change: serde_json::from_str(&c.change).map_err(internal)?,
-        });
+        };
+        rows.push((r, after));
     }
-    Ok(Json(crate::network::history::History {
-        network: id,
-        genesis,
-        changes,
-    }))
+    let (changes, next) = paginate(rows, more)?;
+    Ok(Json(json!({
+        "network": id,
+        "genesis": genesis,
+        "changes": changes,
+        "next": next,
+    })))
 }
 
 /// Signs a network change, if this node's operator approved exactly it and it

@@ -31,6 +31,10 @@ pub struct History {
     pub genesis: Genesis,
     /// In version order: the change making version 2 first.
     pub changes: Vec<Recorded>,
+    /// Served a page at a time: the cursor of the next page (`null` on the last).
+    /// A history with more to come cannot be replayed alone.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 /// Why a history does not check out.
@@ -44,12 +48,20 @@ pub enum HistoryError {
     Change { version: u64, error: ChangeError },
     #[error("the change listed as version {listed} makes version {made}")]
     Mislabelled { listed: u64, made: u64 },
+    #[error(
+        "this is one page of the history (next: cursor={0}): fetch the following pages \
+         (GET /v1/network/history?cursor=…) and join their changes"
+    )]
+    Partial(String),
 }
 
 impl History {
     /// Replays the chain from the genesis, checking every change against the set
     /// before it; returns every version, version 1 first.
     pub fn replay(&self) -> Result<Vec<Arc<NetworkState>>, HistoryError> {
+        if let Some(next) = &self.next {
+            return Err(HistoryError::Partial(next.clone()));
+        }
         let computed = self.genesis.id();
         if computed != self.network {
             return Err(HistoryError::WrongId {

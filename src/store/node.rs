@@ -412,10 +412,22 @@ impl ReplicaStore {
 
     /// Every applied network change, in version order.
     pub async fn changes(&self) -> Result<Vec<StoredChange>, StoreError> {
+        self.changes_after(0, u32::MAX).await
+    }
+
+    /// At most `limit` applied network changes making versions after `after`, in
+    /// version order.
+    pub async fn changes_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredChange>, StoreError> {
         let rows = sqlx::query(
             "SELECT version, zellular_index, position, log_time, change, digest
-             FROM network_changes ORDER BY version",
+             FROM network_changes WHERE version > ? ORDER BY version LIMIT ?",
         )
+        .bind(after.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
