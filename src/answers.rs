@@ -236,14 +236,21 @@ impl Answers {
     }
 
     /// Downtime of `address` over `[from, to]`.
+    /// Whether `downtime(address, from, to)` can be answered at all (a known address,
+    /// a valid window): checked before "not yet", so a request that can never
+    /// succeed is not told to come back.
+    pub fn check_query(&self, address: &str, from: i64, to: i64) -> Result<(), AnswerError> {
+        self.known(address)?;
+        check_range(from, to)
+    }
+
     pub async fn downtime(
         &self,
         address: &str,
         from: i64,
         to: i64,
     ) -> Result<Downtime, AnswerError> {
-        self.known(address)?;
-        check_range(from, to)?;
+        self.check_query(address, from, to)?;
         // A removed target's history ends at its removal (cut in the query).
         let seconds = self.store.downtime_between(address, from, to).await?;
         Ok(Downtime {

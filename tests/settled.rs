@@ -210,6 +210,30 @@ async fn future_and_unsettled_windows_get_425_with_the_watermark() {
         T0 - 120
     );
     assert_eq!(c.get(1, &ok).await.0, 200);
+    // A request that can never be answered is not told to come back later.
+    let future = T0 + 100;
+    for (q, status) in [
+        (
+            format!("address=0xNope&from_timestamp=0&to_timestamp={future}"),
+            404,
+        ),
+        (
+            format!("address={a}&from_timestamp=-5&to_timestamp={future}"),
+            400,
+        ),
+        (
+            format!("address={a}&from_timestamp={future}&to_timestamp=0"),
+            400,
+        ),
+    ] {
+        for path in ["/downtime", "/aggregate_downtime"] {
+            assert_eq!(
+                c.get(0, &format!("{path}?{q}")).await.0,
+                status,
+                "{path}?{q}"
+            );
+        }
+    }
     // Unsigned answers may look past the watermark, and say where it is.
     let (_, iv) = c.get(0, &format!("/v1/intervals?address={a}")).await;
     assert_eq!(iv["settled_until"], T0 - 120);

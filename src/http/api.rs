@@ -251,6 +251,8 @@ async fn signed_downtime(
     let address = param(q, "address")?;
     let from = int_param(q, "from_timestamp")?;
     let to = int_param(q, "to_timestamp")?;
+    // A request that can never be answered says so before "stale" or "too early".
+    ctx.answers.check_query(address, from, to)?;
     let net = member(ctx)?;
     let fresh = ctx.status.check().map_err(|why| {
         metrics::signed_answer_refused("stale");
