@@ -208,6 +208,57 @@ async fn a_client_that_never_reads_or_hoards_connections_cannot_pin_the_slots() 
     }
 }
 
+/// Every error answer is `{"detail": ...}` JSON, also those made outside the
+/// handlers; a 503 says when to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_json_with_a_detail() {
+    let c = Cluster::start_manual(1, 1, Box::new(|_, _| {})).await;
+    let url = &c.nodes[0].as_ref().unwrap().url;
+    let a = Cluster::address(0);
+    // Before the first sync point the replica is not fresh: 503, Retry-After.
+    let r = c
+        .http
+        .get(format!(
+            "{url}/downtime?address={a}&from_timestamp=0&to_timestamp=1"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("stale"), "{body}");
+    let cases = [
+        (
+            c.http.get(format!("{url}/nope")),
+            404,
+            "no such endpoint: /nope",
+        ),
+        (
+            c.http.post(format!("{url}/health")),
+            405,
+            "method not allowed",
+        ),
+        (
+            c.http
+                .post(format!("{url}/v1/network/sign"))
+                .body(vec![b'x'; 70_000]),
+            413,
+            "length limit exceeded",
+        ),
+    ];
+    for (req, status, detail) in cases {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().contains(detail),
+            "{status}: {body}"
+        );
+    }
+}
+
 /// Every list is paginated; following `next` yields every row exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_are_paginated_and_cursors_cover_every_row_once() {

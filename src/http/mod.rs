@@ -47,6 +47,13 @@ use ratelimit::{Class, RateLimits};
 /// Connections beyond `max_connections` that may still ask `/health` or `/ready`.
 pub const OVERFLOW_CONNECTIONS: usize = 32;
 
+/// `Retry-After` of a 503: the conditions behind it (a stale replica, a busy
+/// target, the connection limit) pass within seconds, or are re-checked by then.
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
+
+/// Error bodies longer than this are not rewritten (none of ours come close).
+const MAX_ERROR_BODY: usize = 64 << 10;
+
 /// How long an overflow connection may take to send its request head.
 const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -112,6 +119,15 @@ impl IntoResponse for Error {
                 );
                 r
             }
+            Error::Unavailable(detail) => {
+                // A passing condition (stale, busy, not yet a member): ask again soon.
+                let mut r = (status, Json(json!({ "detail": detail }))).into_response();
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from(UNAVAILABLE_RETRY_SECS),
+                );
+                r
+            }
             other => (status, Json(json!({ "detail": other.to_string() }))).into_response(),
         }
     }
@@ -130,6 +146,52 @@ pub fn app(ctx: NodeContext, cfg: &HttpConfig, limits: RateLimits) -> Router {
         ))
         // A bug in a handler answers 500; it never takes the connection or the node down.
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(middleware::from_fn(json_errors))
+}
+
+/// Every error answer is the reference node's `{"detail": ...}` JSON, also those
+/// made outside the handlers (unknown route, wrong method, body too large, request
+/// timeout, panic), which come with an empty or plain-text body.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none_or(|t| t.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_BODY)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let detail = match status {
+        StatusCode::NOT_FOUND if text.is_empty() => format!("no such endpoint: {path}"),
+        StatusCode::METHOD_NOT_ALLOWED if text.is_empty() => {
+            format!("method not allowed on {path}")
+        }
+        StatusCode::REQUEST_TIMEOUT if text.is_empty() => {
+            "the request took longer than http.request_timeout_ms".to_owned()
+        }
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned(),
+        _ => text,
+    };
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    let mut r = Json(json!({ "detail": detail })).into_response();
+    *r.status_mut() = status;
+    for (k, v) in parts.headers.iter() {
+        if !r.headers().contains_key(k) {
+            r.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    r
 }
 
 /// What an overflow connection may ask.
