@@ -140,6 +140,25 @@ async fn a_certified_day_is_identical_everywhere_and_checks_offline() {
         c.get(0, &format!("/v1/certificates/epochs/{n}")).await.0,
         404
     );
+    // Before monitoring began there is nothing to certify, ever; no epoch -1.
+    for path in [
+        format!("/v1/certificates/epochs/{}", n - 1),
+        format!("/v1/certificates/epochs/{}/signature", n - 1),
+    ] {
+        let (status, v) = c.get(0, &path).await;
+        assert_eq!(status, 404, "{path}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("never certified"),
+            "{v}"
+        );
+    }
+    for path in [
+        "/v1/certificates/epochs/-1",
+        "/v1/certificates/epochs/-1/signature",
+        "/v1/epochs/-1",
+    ] {
+        assert_eq!(c.get(0, path).await.0, 400, "{path}");
+    }
 
     // The day ends and settles (max_event_age 120 s).
     c.advance(end - c.clock.now() + 130).await;

@@ -728,6 +728,10 @@ async fn stored_certificate(
     Error,
 > {
     let Some(c) = ctx.store.certificate(n).await.map_err(internal)? else {
+        if ctx.answers.epoch_bounds(n).is_none() {
+            return Err(Error::BadRequest(format!("epoch {n} is out of range")));
+        }
+        before_monitoring(ctx, n).await?;
         let settled = ctx.status.settled();
         let why = match (ctx.answers.epoch_bounds(n), settled) {
             (None, _) => format!("epoch {n} is out of range"),
@@ -744,6 +748,20 @@ async fn stored_certificate(
     };
     let cert = serde_json::from_str(&c.certificate).map_err(internal)?;
     Ok((cert, c))
+}
+
+/// 404 for an epoch before monitoring began: nothing to certify, ever.
+async fn before_monitoring(ctx: &NodeContext, n: i64) -> Result<(), Error> {
+    match ctx.answers.first_monitored_epoch().await? {
+        None => Err(Error::NotFound(
+            "the network monitors nothing yet: no epoch has a certificate".into(),
+        )),
+        Some(f) if n < f => Err(Error::NotFound(format!(
+            "epoch {n} ended before the network monitored anything (its first epoch is {f}): \
+             it is never certified"
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 fn stored_rows(
@@ -865,6 +883,7 @@ async fn certificate_signature(
         .answers
         .epoch_bounds(n)
         .ok_or_else(|| refused(Error::BadRequest(format!("epoch {n} is out of range"))))?;
+    before_monitoring(&ctx, n).await.map_err(refused)?;
     if end > fresh.settled {
         return Err(refused(Error::TooEarly {
             detail: format!(
