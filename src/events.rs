@@ -471,7 +471,22 @@ impl MonitorSet {
         let mut prepared: Vec<Pending<'_>> = Vec::new();
         // Most events share a signer set: aggregate each set's key once.
         let mut keys: HashMap<&[String], Result<SignerKey, EventError>> = HashMap::new();
+        // An event repeated (same message, signature and signers: a replay, or junk
+        // copied to cost CPU) is checked once; the copies take its result.
+        let mut first_of: HashMap<(String, &str, &[String]), usize> = HashMap::new();
+        let mut copies: Vec<(usize, usize)> = Vec::new();
         for (i, e) in events.iter().enumerate() {
+            let msg = e.message();
+            match first_of.entry((msg.clone(), &e.aggregated_signature, &e.non_signing_nodes)) {
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    copies.push((i, *o.get()));
+                    results.push(Ok(()));
+                    continue;
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+            }
             let key = keys
                 .entry(e.non_signing_nodes.as_slice())
                 .or_insert_with(|| self.signer_key(&e.non_signing_nodes))
@@ -480,7 +495,7 @@ impl MonitorSet {
                 Ok(k) => {
                     prepared.push(Pending {
                         index: i,
-                        msg: e.message(),
+                        msg,
                         pk: k.public_key,
                         sig_hex: &e.aggregated_signature,
                     });
@@ -504,6 +519,9 @@ impl MonitorSet {
         });
         for (i, err) in failures {
             results[i] = Err(err);
+        }
+        for (copy, first) in copies {
+            results[copy] = results[first].clone();
         }
         results
     }
@@ -575,6 +593,28 @@ mod tests {
                 (61, "bad_signature"),
                 (90, "bad_signature_encoding"),
                 (95, "too_few_signers")
+            ]
+        );
+        // Copies take the result of their first occurrence, good or bad.
+        let copies: Vec<&Event> = [7, 8, 7, 8, 90, 95, 7]
+            .iter()
+            .map(|&i| &events[i])
+            .collect();
+        let reasons: Vec<Option<&str>> = set
+            .verify_events(&copies)
+            .iter()
+            .map(|r| r.as_ref().err().map(|e| e.reason()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                Some("bad_signature"),
+                None,
+                Some("bad_signature"),
+                None,
+                Some("bad_signature_encoding"),
+                Some("too_few_signers"),
+                Some("bad_signature")
             ]
         );
     }
