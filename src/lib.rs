@@ -50,6 +50,7 @@ pub mod export;
 pub mod freshness;
 pub mod http;
 pub mod http_client;
+pub mod http_server;
 pub mod keyfile;
 pub mod metrics;
 pub mod network;

@@ -688,3 +688,28 @@ async fn a_huge_gateway_answer_is_refused_at_the_cap() {
     let err = client.fetch_finalized(0).await.unwrap_err();
     assert!(err.to_string().contains("larger than"), "{err}");
 }
+
+/// The dev sequencer bounds its connections as the node does: one that sends no
+/// request head in time — also idle after an answer — is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequencer_closes_idle_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = devseq_config(dir.path());
+    cfg.connection_timeout = Duration::from_millis(300);
+    let (_seq, srv) = start_devseq(cfg, any_port()).await;
+    let mut silent = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let mut kept = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    for s in [&mut silent, &mut kept] {
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut all))
+            .await
+            .expect("closed by the sequencer")
+            .unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+}

@@ -69,6 +69,9 @@ pub struct DevSeqConfig {
     pub max_response_batches: u32,
     /// ...and about this many bytes of them (a reader loops, as with zsequencer).
     pub max_response_bytes: usize,
+    /// A request head must arrive this soon (also on an idle kept-alive
+    /// connection), and an answer must make progress this often.
+    pub connection_timeout: Duration,
     /// The time of day for finality timestamps (a manual clock in tests).
     pub clock: crate::clock::Clock,
 }
@@ -87,6 +90,7 @@ impl DevSeqConfig {
             max_batch_bytes: 1 << 20,
             max_response_batches: 10_000,
             max_response_bytes: 4 << 20,
+            connection_timeout: Duration::from_secs(10),
             clock: crate::clock::Clock::system(),
         }
     }
@@ -132,6 +136,8 @@ struct Inner {
     apps: RwLock<HashMap<String, Arc<Mutex<AppHead>>>>,
     /// Wakes the finalizer when a batch arrives.
     arrived: Notify,
+    /// Reads of the log served at once (each holds up to `max_response_bytes`).
+    reads: tokio::sync::Semaphore,
 }
 
 /// The dev sequencer; cheap to clone.
@@ -139,6 +145,56 @@ struct Inner {
 pub struct DevSequencer {
     inner: Arc<Inner>,
 }
+
+/// Connections served at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 512;
+/// Serves `app` on `listener` until `stop`: at most [`MAX_CONNECTIONS`], each bounded
+/// by `timeout` (request heads, stalled answers); then drains the open ones (at
+/// most 10 s).
+async fn serve_bounded(
+    listener: TcpListener,
+    app: Router,
+    timeout: Duration,
+    stop: &CancellationToken,
+) -> std::io::Result<()> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let bounds = crate::http_server::ConnectionBounds {
+        header_timeout: timeout,
+        write_timeout: timeout,
+        keep_alive: true,
+    };
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    // Out of file descriptors, say: wait a little, never spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics::devseq_rejected("connections");
+            continue;
+        };
+        let conn =
+            crate::http_server::serve_connection(stream, peer, app.clone(), bounds, &graceful);
+        tokio::spawn(async move {
+            conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Reads of the log served at once; more wait their turn (so memory stays near
+/// `CONCURRENT_READS × max_response_bytes`, whatever the number of readers).
+const CONCURRENT_READS: usize = 8;
 
 fn operator_id(sk: &SecretKey) -> String {
     let pk = sk.public_key_g2().to_mcl_string();
@@ -273,6 +329,7 @@ impl DevSequencer {
                 store,
                 apps: RwLock::new(apps),
                 arrived: Notify::new(),
+                reads: tokio::sync::Semaphore::new(CONCURRENT_READS),
                 cfg,
             }),
         })
@@ -333,9 +390,8 @@ impl DevSequencer {
                 StatusCode::REQUEST_TIMEOUT,
                 Duration::from_secs(30),
             ));
-        let res = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let timeout = self.inner.cfg.connection_timeout;
+        let res = serve_bounded(listener, app, timeout, &shutdown).await;
         if let Some(f) = finalizer {
             shutdown.cancel();
             let _ = f.await;
@@ -629,6 +685,7 @@ async fn get_batches(
     }
     let cfg = &seq.inner.cfg;
     let store = &seq.inner.store;
+    let _turn = seq.inner.reads.acquire().await.map_err(ApiError::internal)?;
     let rows = store
         .range(
             &app,

@@ -30,16 +30,14 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use crate::config::{HttpConfig, RateLimitConfig};
+use crate::http_server::ConnectionBounds;
 use crate::metrics;
 use crate::node::context::NodeContext;
 use ratelimit::{Class, RateLimits};
@@ -442,23 +440,17 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let svc = router.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req
-        });
-        let _ = stream.set_nodelay(true);
-        // Writing that makes no progress for write_timeout fails the connection.
-        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
-        stream.set_write_timeout(Some(write_timeout));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(timeout)
-            .keep_alive(keep_alive)
-            .serve_connection(
-                TokioIo::new(Box::pin(stream)),
-                TowerToHyperService::new(svc),
-            );
-        let conn = graceful.watch(conn);
+        let conn = crate::http_server::serve_connection(
+            stream,
+            peer,
+            router,
+            ConnectionBounds {
+                header_timeout: timeout,
+                write_timeout,
+                keep_alive,
+            },
+            &graceful,
+        );
         metrics::http_connection_opened();
         tokio::spawn(async move {
             let _ = conn.await;

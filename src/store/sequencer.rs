@@ -149,7 +149,10 @@ impl SequencerStore {
         max_count: u32,
         max_bytes: usize,
     ) -> Result<Vec<StoredBatch>, StoreError> {
-        let rows = sqlx::query(
+        use futures_util::TryStreamExt;
+        // Row by row, stopping at the byte cap: never more than one row past it in
+        // memory, however large the batches.
+        let mut rows = sqlx::query(
             "SELECT idx, body, chaining_hash FROM batches
              WHERE app = ? AND idx > ? AND idx <= ? ORDER BY idx LIMIT ?",
         )
@@ -157,11 +160,10 @@ impl SequencerStore {
         .bind(idx(after))
         .bind(idx(upto))
         .bind(max_count as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
+        .fetch(&self.pool);
+        let mut out = Vec::new();
         let mut bytes = 0;
-        for r in rows {
+        while let Some(r) = rows.try_next().await? {
             let body: String = r.get(1);
             bytes += body.len();
             if bytes > max_bytes && !out.is_empty() {
