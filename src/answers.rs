@@ -205,7 +205,8 @@ impl Answers {
         &self.epoch
     }
 
-    fn known(&self, address: &str) -> Result<(), AnswerError> {
+    /// `UnknownAddress` unless the network monitors (or monitored) `address`.
+    pub fn known(&self, address: &str) -> Result<(), AnswerError> {
         if self
             .addresses()
             .binary_search_by(|a| a.as_str().cmp(address))

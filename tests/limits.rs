@@ -247,6 +247,18 @@ async fn every_error_is_json_with_a_detail() {
             "length limit exceeded",
         ),
     ];
+    let cases = cases.into_iter().chain([
+        (
+            c.http.get(format!("{url}/v1/events?address=0xNope")),
+            404,
+            "Address not found",
+        ),
+        (
+            c.http.get(format!("{url}/badge/0xNope.svg")),
+            404,
+            "Address not found",
+        ),
+    ]);
     for (req, status, detail) in cases {
         let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), status);
@@ -255,6 +267,17 @@ async fn every_error_is_json_with_a_detail() {
         assert!(
             body["detail"].as_str().unwrap().contains(detail),
             "{status}: {body}"
+        );
+    }
+    // Unknown routes are counted (one label for all), known ones by their route.
+    for (route, status) in [("unmatched", "404"), ("/health", "405")] {
+        assert!(
+            livenessd::metrics::sample(
+                "livenessd_http_requests_total",
+                &[("route", route), ("status", status)]
+            )
+            .is_some(),
+            "{route} {status}"
         );
     }
 }

@@ -710,6 +710,9 @@ async fn the_sequencer_closes_idle_connections() {
             .expect("closed by the sequencer")
             .unwrap();
         let text = String::from_utf8_lossy(&all);
-        assert!(text.is_empty() || text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 200"),
+            "{text}"
+        );
     }
 }

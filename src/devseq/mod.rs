@@ -685,7 +685,12 @@ async fn get_batches(
     }
     let cfg = &seq.inner.cfg;
     let store = &seq.inner.store;
-    let _turn = seq.inner.reads.acquire().await.map_err(ApiError::internal)?;
+    let _turn = seq
+        .inner
+        .reads
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let rows = store
         .range(
             &app,

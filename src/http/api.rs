@@ -567,6 +567,9 @@ async fn events(State(ctx): State<NodeContext>, Query(q): Params) -> Result<Json
         None => opt_int(&q, "after", 0)?,
     };
     let limit = page_limit(&q)?;
+    if let Some(a) = q.get("address") {
+        ctx.answers.known(a)?;
+    }
     let rows = ctx
         .store
         .events(

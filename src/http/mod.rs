@@ -133,9 +133,10 @@ impl IntoResponse for Error {
 
 /// The router (no socket), so tests can call it directly.
 pub fn app(ctx: NodeContext, cfg: &HttpConfig, limits: RateLimits) -> Router {
+    // Rate limits and request metrics cover unknown routes too (as `unmatched`).
     api::routes(ctx.clone())
-        .route_layer(middleware::from_fn_with_state(limits, rate_limit))
-        .route_layer(middleware::from_fn(record))
+        .layer(middleware::from_fn_with_state(limits, rate_limit))
+        .layer(middleware::from_fn(record))
         .layer(middleware::from_fn(pretty))
         .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -320,11 +320,11 @@ pub fn badge_svg(label: &str, state: &str, uptime: Option<f64>) -> String {
 /// `GET /badge/{address}.svg`.
 pub async fn badge(State(ctx): State<NodeContext>, Path(file): Path<String>) -> Response {
     let Some(address) = file.strip_suffix(".svg") else {
-        return StatusCode::NOT_FOUND.into_response();
+        return super::Error::NotFound("badges are /badge/ADDRESS.svg".into()).into_response();
     };
     ctx.stats.computed(FIRST_FIGURES).await;
     let Some(t) = ctx.stats.get(address) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return super::Error::NotFound("Address not found".into()).into_response();
     };
     (
         [
