@@ -731,18 +731,17 @@ async fn stored_certificate(
     Error,
 > {
     let Some(c) = ctx.store.certificate(n).await.map_err(internal)? else {
-        if ctx.answers.epoch_bounds(n).is_none() {
+        let Some((_, end)) = ctx.answers.epoch_bounds(n) else {
             return Err(Error::BadRequest(format!("epoch {n} is out of range")));
-        }
+        };
         before_monitoring(ctx, n).await?;
         let settled = ctx.status.settled();
-        let why = match (ctx.answers.epoch_bounds(n), settled) {
-            (None, _) => format!("epoch {n} is out of range"),
-            (Some((_, end)), Some(w)) if end <= w => format!(
+        let why = match settled {
+            Some(w) if end <= w => format!(
                 "epoch {n} is settled but not certified yet (an aggregator certifies it once a \
                  quorum signs its table)"
             ),
-            (Some((_, end)), _) => format!(
+            _ => format!(
                 "epoch {n} is not settled yet (it ends at {end}; settled up to {})",
                 settled.map_or("nothing".into(), |w| w.to_string())
             ),
