@@ -15,6 +15,26 @@ use livenessd::config::{NodeConfig, RateQuota};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A client with no pooled connection: each request opens a new one.
+fn fresh() -> reqwest::Client {
+    livenessd::http_client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// Waits until a new connection gets full service (`/v1/position` answers 200).
+async fn full_service(url: &str, secs: u64, what: &str) {
+    eventually(secs, what, || async {
+        fresh()
+            .get(format!("{url}/v1/position"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+}
+
 async fn idle_connections(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
     let mut out = Vec::new();
     for _ in 0..n {
@@ -40,12 +60,6 @@ async fn health_and_ready_answer_with_the_connection_cap_reached() {
     let addr = c.addrs[0];
     // Let the cluster's own keep-alive connections go, then fill every slot and
     // the overflow pool with idle sockets, and more.
-    let fresh = || {
-        livenessd::http_client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
-    };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let full = idle_connections(addr, 8).await;
     let spare = idle_connections(addr, 60).await;
@@ -78,14 +92,7 @@ async fn health_and_ready_answer_with_the_connection_cap_reached() {
     // Room again: full service.
     drop(full);
     drop(spare);
-    eventually(10, "full service again", || async {
-        fresh()
-            .get(format!("{url}/v1/position"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    full_service(&url, 10, "full service again").await;
 }
 
 /// A connection that sends nothing — or nothing more after an answer — is closed
@@ -136,12 +143,6 @@ async fn a_client_that_never_reads_or_hoards_connections_cannot_pin_the_slots() 
     c.advance(0).await;
     let addr = c.addrs[0];
     let url = format!("http://{addr}");
-    let fresh = || {
-        livenessd::http_client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
-    };
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // One client from 127.0.0.2: its third connection is served like the overflow.
@@ -195,14 +196,7 @@ async fn a_client_that_never_reads_or_hoards_connections_cannot_pin_the_slots() 
     }
     // ...yet their connections are closed once their answers stall, and others are
     // served again.
-    eventually(20, "full service despite the stalled readers", || async {
-        fresh()
-            .get(format!("{url}/v1/position"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    full_service(&url, 20, "full service despite the stalled readers").await;
     for t in stalled {
         t.abort();
     }
